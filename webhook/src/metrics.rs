@@ -1,0 +1,112 @@
+//! Prometheus metrics served at `GET /metrics`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::stock::StockError;
+
+/// Latency buckets in seconds, dense where Commerce's timeouts are (sub-second).
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// Cheap to clone: every clone updates the same registry.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    requests: Family<OutcomeLabels, Counter>,
+    request_duration: Histogram,
+    backoffice_duration: Histogram,
+    backoffice_failures: Family<ReasonLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("commerce_webhook");
+        let requests = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "check-stock calls answered, by outcome",
+            requests.clone(),
+        );
+        let request_duration = Histogram::new(LATENCY_BUCKETS);
+        registry.register(
+            "request_duration_seconds",
+            "time to answer a check-stock call",
+            request_duration.clone(),
+        );
+        let backoffice_duration = Histogram::new(LATENCY_BUCKETS);
+        registry.register(
+            "backoffice_request_duration_seconds",
+            "time of one back-office stock call",
+            backoffice_duration.clone(),
+        );
+        let backoffice_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "backoffice_failures",
+            "back-office stock calls that failed, by reason",
+            backoffice_failures.clone(),
+        );
+        Metrics {
+            inner: Arc::new(Inner {
+                registry,
+                requests,
+                request_duration,
+                backoffice_duration,
+                backoffice_failures,
+            }),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn observe_request(&self, outcome: &'static str, elapsed: Duration) {
+        self.inner
+            .requests
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+        self.inner.request_duration.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn observe_backoffice(&self, elapsed: Duration, error: Option<&StockError>) {
+        self.inner
+            .backoffice_duration
+            .observe(elapsed.as_secs_f64());
+        if let Some(error) = error {
+            self.inner
+                .backoffice_failures
+                .get_or_create(&ReasonLabels {
+                    reason: error.reason(),
+                })
+                .inc();
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.inner.registry);
+        text
+    }
+}

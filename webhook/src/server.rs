@@ -1,0 +1,111 @@
+//! The HTTP surface: the webhook route, health, readiness, metrics, and a graceful
+//! shutdown that Kubernetes can rely on.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::check_stock::CheckStock;
+use crate::metrics::Metrics;
+
+/// Default route, the same name as the starter kit's action (`webhook/check-stock`).
+pub const DEFAULT_WEBHOOK_PATH: &str = "/webhook/check-stock";
+
+/// Everything the routes share.
+pub struct AppState {
+    pub check_stock: CheckStock,
+    pub metrics: Metrics,
+    /// False from the moment shutdown starts, so that `/readyz` takes the pod out of
+    /// the Service before the listener closes.
+    pub ready: AtomicBool,
+}
+
+/// How the server stops once asked to.
+#[derive(Debug, Clone, Copy)]
+pub struct ShutdownPolicy {
+    /// Keep serving (while not-ready) this long before closing the listener.
+    pub drain: Duration,
+    /// Then give in-flight requests this long to finish.
+    pub timeout: Duration,
+}
+
+pub fn router(state: Arc<AppState>, webhook_path: &str) -> Router {
+    Router::new()
+        .route(webhook_path, post(check_stock))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn check_stock(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    Json(state.check_stock.answer(&headers, body).await).into_response()
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, &'static str) {
+    if state.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let content_type =
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8");
+    (
+        [(header::CONTENT_TYPE, content_type)],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Serves until `shutdown` completes, then: not-ready, drain, close the listener,
+/// finish in-flight requests (bounded by `policy.timeout`), return.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    webhook_path: &str,
+    policy: ShutdownPolicy,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let closing = Arc::new(Notify::new());
+    let stop_accepting = {
+        let (state, closing) = (state.clone(), closing.clone());
+        async move {
+            shutdown.await;
+            state.ready.store(false, Ordering::Relaxed);
+            tracing::info!(
+                drain_ms = policy.drain.as_millis() as u64,
+                "shutting down: not ready, draining"
+            );
+            tokio::time::sleep(policy.drain).await;
+            tracing::info!("listener closed, finishing in-flight requests");
+            closing.notify_one();
+        }
+    };
+    let server =
+        axum::serve(listener, router(state, webhook_path)).with_graceful_shutdown(stop_accepting);
+    tokio::select! {
+        result = server => result,
+        () = async { closing.notified().await; tokio::time::sleep(policy.timeout).await } => {
+            tracing::warn!(timeout_ms = policy.timeout.as_millis() as u64, "in-flight requests cut off at the shutdown timeout");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Stock from the merchant's back-office (ERP, WMS, ...) over HTTP.
+//!
+//! One request per webhook call, on pooled keep-alive connections:
+//! `POST {"cart_id":..,"items":[{"sku":..,"qty":..}]}` answered by
+//! `{"items":[{"sku":..,"available":..}]}`. An answer that is not of that form, or
+//! that leaves out a SKU that was asked for, is an error rather than a guess: a
+//! back-office that lies must not sell stock that may not exist.
+
+use std::time::Duration;
+
+use reqwest::Url;
+use serde::{Deserialize, Serialize};
+
+use super::{Availability, BoxFuture, StockError, StockSource};
+use crate::config::Secret;
+use crate::metrics::Metrics;
+use crate::payload::CheckStockRequest;
+
+/// Answers larger than this are not stock answers; reading stops there.
+const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+#[derive(Debug, Clone)]
+pub struct BackOfficeSettings {
+    pub url: Url,
+    pub token: Option<Secret>,
+    pub timeout: Duration,
+}
+
+pub struct BackOffice {
+    client: reqwest::Client,
+    settings: BackOfficeSettings,
+    metrics: Metrics,
+}
+
+#[derive(Serialize)]
+struct StockQuery<'a> {
+    cart_id: &'a str,
+    items: Vec<QueryItem<'a>>,
+}
+
+#[derive(Serialize)]
+struct QueryItem<'a> {
+    sku: &'a str,
+    qty: f64,
+}
+
+#[derive(Deserialize)]
+struct StockAnswer {
+    items: Vec<AnswerItem>,
+}
+
+#[derive(Deserialize)]
+struct AnswerItem {
+    sku: String,
+    available: f64,
+}
+
+impl BackOffice {
+    pub fn new(settings: BackOfficeSettings, metrics: Metrics) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(BackOffice {
+            client,
+            settings,
+            metrics,
+        })
+    }
+
+    async fn ask(&self, request: &CheckStockRequest) -> Result<Availability, StockError> {
+        let query = StockQuery {
+            cart_id: &request.cart_id,
+            items: request
+                .items
+                .iter()
+                .map(|item| QueryItem {
+                    sku: &item.sku,
+                    qty: item.qty,
+                })
+                .collect(),
+        };
+        let body =
+            serde_json::to_vec(&query).map_err(|e| StockError::InvalidAnswer(e.to_string()))?;
+        let mut call = self
+            .client
+            .post(self.settings.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(reqwest::header::ACCEPT, "application/json")
+            .body(body);
+        if let Some(token) = &self.settings.token {
+            call = call.bearer_auth(token.expose());
+        }
+        let mut response = call.send().await.map_err(|e| self.transport_error(e))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(StockError::Status(status.as_u16()));
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(e))?
+        {
+            if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(StockError::InvalidAnswer(format!(
+                    "larger than {MAX_ANSWER_BYTES} bytes"
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let answer: StockAnswer = serde_json::from_slice(&bytes).map_err(|e| {
+            StockError::InvalidAnswer(format!(
+                "expected {{\"items\":[{{\"sku\",\"available\"}}]}}: {e}"
+            ))
+        })?;
+        availability_from(answer, request)
+    }
+
+    fn transport_error(&self, error: reqwest::Error) -> StockError {
+        if error.is_timeout() {
+            StockError::Timeout(self.settings.timeout.as_millis() as u64)
+        } else {
+            // Without the URL: it may carry credentials in its query string.
+            StockError::Unreachable(error.without_url().to_string())
+        }
+    }
+}
+
+fn availability_from(
+    answer: StockAnswer,
+    request: &CheckStockRequest,
+) -> Result<Availability, StockError> {
+    let mut availability = Availability::with_capacity(answer.items.len());
+    for item in answer.items {
+        if !(item.available.is_finite() && item.available >= 0.0) {
+            return Err(StockError::InvalidAnswer(format!(
+                "SKU '{}' has available {}",
+                item.sku, item.available
+            )));
+        }
+        availability.insert(item.sku, item.available);
+    }
+    if let Some(missing) = request
+        .items
+        .iter()
+        .find(|item| !availability.contains_key(&item.sku))
+    {
+        return Err(StockError::InvalidAnswer(format!(
+            "no answer for SKU '{}'",
+            missing.sku
+        )));
+    }
+    Ok(availability)
+}
+
+impl StockSource for BackOffice {
+    fn name(&self) -> &'static str {
+        "backoffice"
+    }
+
+    fn availability<'a>(
+        &'a self,
+        request: &'a CheckStockRequest,
+    ) -> BoxFuture<'a, Result<Availability, StockError>> {
+        Box::pin(async move {
+            let started = std::time::Instant::now();
+            let result = self.ask(request).await;
+            self.metrics
+                .observe_backoffice(started.elapsed(), result.as_ref().err());
+            result
+        })
+    }
+}

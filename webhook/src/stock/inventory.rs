@@ -1,0 +1,215 @@
+//! Stock from an inventory document (SKU → quantity), kept in memory.
+//!
+//! The file is polled and re-read when its bytes change: a ConfigMap mounted into a
+//! pod is updated by an atomic symlink swap, which file-event watchers easily miss
+//! but a content comparison never does. A file that becomes invalid is logged and
+//! ignored; the last good inventory keeps serving, so a bad edit loses nothing.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use thiserror::Error;
+use tokio::task::JoinHandle;
+
+use super::{Availability, BoxFuture, StockError, StockSource};
+use crate::payload::CheckStockRequest;
+
+/// The inventory compiled into the binary, so that it runs with no configuration.
+pub const SAMPLE_INVENTORY: &str = include_str!("../../sample-inventory.yaml");
+
+/// Quantities by SKU.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Inventory(HashMap<String, f64>);
+
+#[derive(Debug, Error)]
+pub enum InventoryError {
+    #[error("cannot read inventory file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid inventory{}: expected a mapping of SKU to a quantity >= 0 ({reason})", .path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    Invalid {
+        path: Option<PathBuf>,
+        reason: String,
+    },
+}
+
+impl Inventory {
+    /// Parses YAML or JSON (YAML is a superset of JSON) of the form `SKU: quantity`.
+    pub fn parse(text: &str) -> Result<Self, InventoryError> {
+        let invalid = |reason: String| InventoryError::Invalid { path: None, reason };
+        let map: Option<HashMap<String, f64>> =
+            serde_yaml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let map = map.unwrap_or_default();
+        if let Some((sku, qty)) = map
+            .iter()
+            .find(|(_, qty)| !(qty.is_finite() && **qty >= 0.0))
+        {
+            return Err(invalid(format!("SKU '{sku}' has quantity {qty}")));
+        }
+        Ok(Inventory(map))
+    }
+
+    pub fn sample() -> Self {
+        Self::parse(SAMPLE_INVENTORY).expect("the embedded sample inventory is valid")
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn availability(&self, request: &CheckStockRequest) -> Availability {
+        request
+            .items
+            .iter()
+            .filter_map(|item| self.0.get_key_value(&item.sku))
+            .map(|(sku, qty)| (sku.clone(), *qty))
+            .collect()
+    }
+}
+
+/// An inventory served from memory, optionally kept in sync with a file.
+pub struct InventoryFile {
+    current: Arc<ArcSwap<Inventory>>,
+    reloader: Option<JoinHandle<()>>,
+}
+
+impl InventoryFile {
+    /// Serves a fixed inventory (the embedded sample, or one built by a test).
+    pub fn fixed(inventory: Inventory) -> Self {
+        InventoryFile {
+            current: Arc::new(ArcSwap::from_pointee(inventory)),
+            reloader: None,
+        }
+    }
+
+    /// Loads `path` (failing if it is unreadable or invalid) and re-reads it every
+    /// `every` in the background.
+    pub async fn watch(path: &Path, every: Duration) -> Result<Self, InventoryError> {
+        let bytes = read(path).await?;
+        let inventory = parse_file(path, &bytes)?;
+        tracing::info!(path = %path.display(), skus = inventory.len(), "inventory loaded");
+        let current = Arc::new(ArcSwap::from_pointee(inventory));
+        let reloader = tokio::spawn(reload_loop(path.to_owned(), every, bytes, current.clone()));
+        Ok(InventoryFile {
+            current,
+            reloader: Some(reloader),
+        })
+    }
+
+    /// The inventory being served now.
+    pub fn snapshot(&self) -> Arc<Inventory> {
+        self.current.load_full()
+    }
+}
+
+impl Drop for InventoryFile {
+    fn drop(&mut self) {
+        if let Some(task) = &self.reloader {
+            task.abort();
+        }
+    }
+}
+
+impl StockSource for InventoryFile {
+    fn name(&self) -> &'static str {
+        "inventory"
+    }
+
+    fn availability<'a>(
+        &'a self,
+        request: &'a CheckStockRequest,
+    ) -> BoxFuture<'a, Result<Availability, StockError>> {
+        let availability = self.current.load().availability(request);
+        Box::pin(std::future::ready(Ok(availability)))
+    }
+}
+
+async fn read(path: &Path) -> Result<Vec<u8>, InventoryError> {
+    tokio::fs::read(path)
+        .await
+        .map_err(|source| InventoryError::Read {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+fn parse_file(path: &Path, bytes: &[u8]) -> Result<Inventory, InventoryError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| InventoryError::Invalid {
+        path: Some(path.to_owned()),
+        reason: e.to_string(),
+    })?;
+    Inventory::parse(text).map_err(|e| match e {
+        InventoryError::Invalid { reason, .. } => InventoryError::Invalid {
+            path: Some(path.to_owned()),
+            reason,
+        },
+        other => other,
+    })
+}
+
+async fn reload_loop(
+    path: PathBuf,
+    every: Duration,
+    mut last: Vec<u8>,
+    current: Arc<ArcSwap<Inventory>>,
+) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let bytes = match read(&path).await {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                tracing::warn!(%error, "keeping the last good inventory");
+                continue;
+            }
+        };
+        if bytes == last {
+            continue;
+        }
+        match parse_file(&path, &bytes) {
+            Ok(inventory) => {
+                tracing::info!(path = %path.display(), skus = inventory.len(), "inventory reloaded");
+                current.store(Arc::new(inventory));
+            }
+            Err(error) => tracing::warn!(%error, "keeping the last good inventory"),
+        }
+        last = bytes;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_yaml_and_json() {
+        let yaml = Inventory::parse("A: 1\nB: 2.5\n").unwrap();
+        let json = Inventory::parse(r#"{"A": 1, "B": 2.5}"#).unwrap();
+        assert_eq!(yaml, json);
+        assert_eq!(yaml.len(), 2);
+        assert!(Inventory::parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn rejects_negative_and_non_numeric_quantities() {
+        let negative = Inventory::parse("A: -1").unwrap_err().to_string();
+        assert!(negative.contains("SKU 'A' has quantity -1"), "{negative}");
+        assert!(Inventory::parse("A: lots").is_err());
+        assert!(Inventory::parse("- A\n- B").is_err());
+    }
+
+    #[test]
+    fn the_sample_inventory_is_valid() {
+        assert!(Inventory::sample().len() >= 3);
+    }
+}
