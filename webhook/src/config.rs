@@ -115,7 +115,12 @@ pub struct Args {
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_body_bytes: u64,
     /// PEM public key from the Commerce Admin; when set, every call must be signed.
-    #[arg(long, env = "COMMERCE_WEBHOOKS_PUBLIC_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "COMMERCE_WEBHOOKS_PUBLIC_KEY",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     pub commerce_webhooks_public_key: Option<Secret>,
     /// When set, every call must carry `Authorization: Bearer <token>`.
     #[arg(long, env = "WEBHOOK_AUTH_TOKEN", hide_env_values = true)]

@@ -42,9 +42,17 @@ impl Inventory {
     /// Parses YAML or JSON (YAML is a superset of JSON) of the form `SKU: quantity`.
     pub fn parse(text: &str) -> Result<Self, InventoryError> {
         let invalid = |reason: String| InventoryError::Invalid { path: None, reason };
-        let map: Option<HashMap<String, f64>> =
+        // An empty document is far more often a file caught half-written than a
+        // deliberate empty inventory (which is spelled `{}`): refuse it.
+        let document: serde_yaml::Value =
             serde_yaml::from_str(text).map_err(|e| invalid(e.to_string()))?;
-        let map = map.unwrap_or_default();
+        if document.is_null() {
+            return Err(invalid(
+                "the document is empty; write {} for an empty inventory".into(),
+            ));
+        }
+        let map: HashMap<String, f64> =
+            serde_yaml::from_value(document).map_err(|e| invalid(e.to_string()))?;
         if let Some((sku, qty)) = map
             .iter()
             .find(|(_, qty)| !(qty.is_finite() && **qty >= 0.0))
@@ -197,7 +205,12 @@ mod tests {
         let json = Inventory::parse(r#"{"A": 1, "B": 2.5}"#).unwrap();
         assert_eq!(yaml, json);
         assert_eq!(yaml.len(), 2);
-        assert!(Inventory::parse("").unwrap().is_empty());
+        assert!(Inventory::parse("{}").unwrap().is_empty());
+        assert!(
+            Inventory::parse("").is_err(),
+            "an empty file is a half-written file"
+        );
+        assert!(Inventory::parse("# only a comment\n").is_err());
     }
 
     #[test]
