@@ -1,1 +1,262 @@
-fn main() {}
+//! `commerce-webhook-operator`: runs the controller (`run`, the default), prints
+//! the CRD (`crd`), or prints the Commerce side of a hook (`commerce-config`).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::{Api, Client};
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+
+use commerce_webhook_operator::children::Defaults;
+use commerce_webhook_operator::controller::{self, Scope};
+use commerce_webhook_operator::leader::LeaseLock;
+use commerce_webhook_operator::metrics::{self, Metrics};
+use commerce_webhook_operator::reconciler::Context;
+use commerce_webhook_operator::resource::{self, CommerceWebhook};
+use commerce_webhook_operator::{DEFAULT_WEBHOOK_IMAGE, commerce_config};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "commerce-webhook-operator",
+    version,
+    about = "Runs Adobe Commerce webhooks declared as CommerceWebhook resources",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    /// tracing filter, e.g. `info` or `commerce_webhook_operator=debug`.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info", global = true)]
+    log_level: String,
+    /// Flags of `run`, which is what runs without a subcommand.
+    #[command(flatten)]
+    run: RunArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the controller (the default).
+    Run(RunArgs),
+    /// Print the CommerceWebhook CRD as YAML.
+    Crd,
+    /// Print the Commerce configuration (webhooks.xml and REST subscription) for a resource.
+    CommerceConfig {
+        /// CommerceWebhook name.
+        name: String,
+        #[arg(short, long, env = "NAMESPACE", default_value = "default")]
+        namespace: String,
+    },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+struct RunArgs {
+    /// Only manage resources in this namespace (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
+    /// Image for webhooks whose spec.workload.image is empty.
+    #[arg(long, env = "WEBHOOK_IMAGE", default_value = DEFAULT_WEBHOOK_IMAGE)]
+    webhook_image: String,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
+    metrics_address: SocketAddr,
+    /// Use a Lease so that only one of several replicas reconciles.
+    #[arg(long, env = "LEADER_ELECT", default_value_t = false)]
+    leader_elect: bool,
+    #[arg(long, env = "LEADER_ELECTION_NAMESPACE", default_value = "default")]
+    leader_election_namespace: String,
+    #[arg(
+        long,
+        env = "LEADER_ELECTION_LEASE",
+        default_value = "commerce-webhook-operator"
+    )]
+    leader_election_lease: String,
+    #[arg(long, env = "LEADER_ELECTION_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..))]
+    leader_election_seconds: u64,
+    /// This replica's name in the Lease (the pod name in Kubernetes).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum MainError {
+    #[error("cannot connect to Kubernetes: {0}")]
+    Client(#[source] kube::Error),
+    #[error("CommerceWebhook {namespace}/{name}: {source}")]
+    Get {
+        namespace: String,
+        name: String,
+        source: kube::Error,
+    },
+    #[error("metrics server on {address}: {source}")]
+    Metrics {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("rendering YAML: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+    #[error("lost leadership")]
+    LostLease,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = match EnvFilter::try_new(&cli.log_level) {
+        Ok(filter) => filter,
+        Err(error) => {
+            eprintln!("commerce-webhook-operator: LOG_LEVEL: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command.unwrap_or(Command::Run(cli.run)) {
+        Command::Crd => resource::crd_yaml()
+            .map(|yaml| print!("{yaml}"))
+            .map_err(MainError::from),
+        Command::CommerceConfig { name, namespace } => commerce_config(&name, &namespace).await,
+        Command::Run(args) => run(args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("commerce-webhook-operator: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn commerce_config(name: &str, namespace: &str) -> Result<(), MainError> {
+    let client = Client::try_default().await.map_err(MainError::Client)?;
+    let api: Api<CommerceWebhook> = Api::namespaced(client, namespace);
+    let cwh = api.get(name).await.map_err(|source| MainError::Get {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        source,
+    })?;
+    let hook = commerce_config::HookConfig::for_resource(&cwh);
+    println!("<!-- app/etc/webhooks.xml (Adobe Commerce PaaS) -->");
+    print!("{}", commerce_config::webhooks_xml(&cwh, &hook));
+    println!();
+    println!("# POST /V1/webhooks/subscribe (Adobe Commerce SaaS / REST)");
+    let rest = commerce_config::rest_subscription(&cwh, &hook);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&rest).unwrap_or_else(|_| rest.to_string())
+    );
+    Ok(())
+}
+
+async fn run(args: RunArgs) -> Result<(), MainError> {
+    let client = Client::try_default().await.map_err(MainError::Client)?;
+    let metrics = Metrics::default();
+    let (stop, stopped) = watch::channel(false);
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    let metrics_server = tokio::spawn(metrics::serve(
+        args.metrics_address,
+        metrics.clone(),
+        until_stopped(),
+    ));
+    let signals = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            let _ = stop.send(true);
+        })
+    };
+
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("commerce-webhook-operator-{}", std::process::id()));
+    let lease = args.leader_elect.then(|| {
+        LeaseLock::new(
+            client.clone(),
+            &args.leader_election_namespace,
+            &args.leader_election_lease,
+            &identity,
+            Duration::from_secs(args.leader_election_seconds),
+        )
+    });
+    if let Some(lease) = &lease {
+        tokio::select! {
+            () = lease.acquire() => {}
+            () = until_stopped() => return Ok(()),
+        }
+    }
+    metrics.set_leading(true);
+
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "commerce-webhook-operator".into(),
+            instance: Some(identity.clone()),
+        },
+    );
+    let defaults = Defaults {
+        image: args.webhook_image.clone(),
+    };
+    let context = Arc::new(Context::new(client, defaults, recorder, metrics.clone()));
+    let scope = match &args.watch_namespace {
+        Some(namespace) => Scope::Namespace(namespace.clone()),
+        None => Scope::Cluster,
+    };
+    tracing::info!(?scope, image = %args.webhook_image, "controller starting");
+    let mut lost = false;
+    match &lease {
+        Some(lease) => {
+            tokio::select! {
+                () = controller::run(context, scope, until_stopped()) => {}
+                () = lease.hold() => lost = true,
+            }
+            lease.release().await;
+        }
+        None => controller::run(context, scope, until_stopped()).await,
+    }
+    metrics.set_leading(false);
+    let _ = stop.send(true);
+    signals.abort();
+    match metrics_server.await {
+        Ok(Err(source)) => {
+            return Err(MainError::Metrics {
+                address: args.metrics_address,
+                source,
+            });
+        }
+        Ok(Ok(())) | Err(_) => {}
+    }
+    if lost {
+        Err(MainError::LostLease)
+    } else {
+        Ok(())
+    }
+}
+
+/// SIGTERM (Kubernetes) or Ctrl-C.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = tokio::signal::ctrl_c() => {},
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Wiring the reconciler to watches: the resources, what they own, and the Secrets
+//! and ConfigMaps they reference.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::runtime::controller::Controller;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use crate::children::{self, Reference};
+use crate::reconciler::{Context, error_policy, reconcile};
+use crate::resource::CommerceWebhook;
+
+/// Only children carry this label; watching with it keeps the operator from caching
+/// every Deployment and Service of the cluster.
+const CHILD_SELECTOR: &str = "app.kubernetes.io/managed-by=commerce-webhook-operator";
+
+/// Which namespaces the operator manages.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    Cluster,
+    Namespace(String),
+}
+
+impl Scope {
+    fn api<K>(&self, client: &Client) -> Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        match self {
+            Scope::Cluster => Api::all(client.clone()),
+            Scope::Namespace(namespace) => Api::namespaced(client.clone(), namespace),
+        }
+    }
+}
+
+/// Runs the controller until `shutdown` completes.
+pub async fn run(
+    context: Arc<Context>,
+    scope: Scope,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = context.client.clone();
+    let children = watcher::Config::default().labels(CHILD_SELECTOR);
+    let controller = Controller::new(
+        scope.api::<CommerceWebhook>(&client),
+        watcher::Config::default(),
+    );
+    let store = controller.store();
+    controller
+        .owns(scope.api::<Deployment>(&client), children.clone())
+        .owns(scope.api::<Service>(&client), children.clone())
+        .owns(scope.api::<Ingress>(&client), children)
+        .watches(scope.api::<Secret>(&client), watcher::Config::default(), referencing(store.clone()))
+        .watches(scope.api::<ConfigMap>(&client), watcher::Config::default(), referencing(store))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(name = %object.name, namespace = ?object.namespace, "reconciled"),
+                Err(error) => tracing::debug!(%error, "reconcile did not complete"),
+            }
+        })
+        .await;
+}
+
+/// Maps a changed Secret or ConfigMap to the resources in its namespace that
+/// reference it, so that they re-check it and roll their pods.
+fn referencing<K>(
+    store: Store<CommerceWebhook>,
+) -> impl Fn(K) -> Vec<ObjectRef<CommerceWebhook>> + Send + Sync + 'static
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned,
+{
+    move |object: K| {
+        let kind = K::kind(&());
+        let name = object.name_any();
+        let namespace = object.namespace();
+        store
+            .state()
+            .iter()
+            .filter(|cwh| cwh.namespace() == namespace)
+            .filter(|cwh| {
+                children::references(cwh).iter().any(|reference| {
+                    let same_kind = match reference {
+                        Reference::Secret(..) => kind == "Secret",
+                        Reference::ConfigMap(..) | Reference::Inventory(..) => kind == "ConfigMap",
+                    };
+                    same_kind && reference.name() == name
+                })
+            })
+            .map(|cwh| ObjectRef::from_obj(&**cwh))
+            .collect()
+    }
+}

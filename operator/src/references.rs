@@ -1,0 +1,113 @@
+//! Reading what a resource references: every Secret/ConfigMap key must exist before
+//! a pod is deployed (a missing one is a clear condition, not a pod failing to
+//! start), and the referenced data is hashed into the pod template so that a change
+//! rolls the pods. Values are only hashed, never logged or copied.
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::{Api, Client};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::children::Reference;
+
+#[derive(Debug, Error)]
+pub enum ReferenceError {
+    #[error("{kind} {name} not found")]
+    NotFound { kind: &'static str, name: String },
+    #[error("{kind} {name} has no key {key}")]
+    KeyMissing {
+        kind: &'static str,
+        name: String,
+        key: String,
+    },
+    #[error("reading {0}: {1}")]
+    Api(String, #[source] kube::Error),
+}
+
+impl ReferenceError {
+    /// The object the resource is waiting for, if it is one that can appear later.
+    pub fn is_missing(&self) -> bool {
+        !matches!(self, ReferenceError::Api(..))
+    }
+}
+
+/// SHA-256 (hex, 32 characters) over each environment reference and its current
+/// value; the mounted inventory is only checked to exist.
+pub async fn config_hash(
+    client: &Client,
+    namespace: &str,
+    refs: &[Reference],
+) -> Result<String, ReferenceError> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let mut hasher = Sha256::new();
+    for reference in refs {
+        let value = match reference {
+            Reference::Secret(name, key) => {
+                let secret = secrets
+                    .get_opt(name)
+                    .await
+                    .map_err(|e| ReferenceError::Api(reference.to_string(), e))?
+                    .ok_or_else(|| not_found("Secret", name))?;
+                secret
+                    .data
+                    .as_ref()
+                    .and_then(|data| data.get(key))
+                    .map(|bytes| bytes.0.clone())
+                    .or_else(|| {
+                        secret
+                            .string_data
+                            .as_ref()
+                            .and_then(|d| d.get(key))
+                            .map(|s| s.clone().into_bytes())
+                    })
+                    .ok_or_else(|| key_missing("Secret", name, key))?
+            }
+            Reference::ConfigMap(name, key) | Reference::Inventory(name, key) => {
+                let config_map = config_maps
+                    .get_opt(name)
+                    .await
+                    .map_err(|e| ReferenceError::Api(reference.to_string(), e))?
+                    .ok_or_else(|| not_found("ConfigMap", name))?;
+                config_map
+                    .data
+                    .as_ref()
+                    .and_then(|data| data.get(key))
+                    .map(|s| s.clone().into_bytes())
+                    .or_else(|| {
+                        config_map
+                            .binary_data
+                            .as_ref()
+                            .and_then(|d| d.get(key))
+                            .map(|b| b.0.clone())
+                    })
+                    .ok_or_else(|| key_missing("ConfigMap", name, key))?
+            }
+        };
+        if matches!(reference, Reference::Inventory(..)) {
+            continue;
+        }
+        let label = reference.to_string();
+        hasher.update((label.len() as u64).to_le_bytes());
+        hasher.update(label.as_bytes());
+        hasher.update((value.len() as u64).to_le_bytes());
+        hasher.update(&value);
+    }
+    let digest = hasher.finalize();
+    Ok(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn not_found(kind: &'static str, name: &str) -> ReferenceError {
+    ReferenceError::NotFound {
+        kind,
+        name: name.to_owned(),
+    }
+}
+
+fn key_missing(kind: &'static str, name: &str, key: &str) -> ReferenceError {
+    ReferenceError::KeyMissing {
+        kind,
+        name: name.to_owned(),
+        key: key.to_owned(),
+    }
+}
