@@ -202,28 +202,25 @@ pub fn env(cwh: &CommerceWebhook) -> Result<Vec<EnvVar>, SpecError> {
         literal("PORT", CONTAINER_PORT.to_string()),
         literal("WEBHOOK_PATH", spec.path.clone()),
     ];
+    // Defaults that an input of the same name replaces.
     let defaults = [
-        ("LOG_FORMAT", "json".to_owned()),
+        ("LOG_FORMAT", Some("json".to_owned())),
         // Kubernetes removes the pod from Service endpoints asynchronously: keep
         // serving (not-ready) for a moment after SIGTERM.
-        ("SHUTDOWN_DRAIN_MS", "5000".to_owned()),
+        ("SHUTDOWN_DRAIN_MS", Some("5000".to_owned())),
         (
             "REQUEST_DEADLINE_MS",
-            request_deadline_ms(spec.commerce.timeout_ms).to_string(),
+            Some(request_deadline_ms(spec.commerce.timeout_ms).to_string()),
+        ),
+        (
+            "FALLBACK_ERROR_MESSAGE",
+            spec.commerce.fallback_error_message.clone(),
         ),
     ];
     for (name, value) in defaults {
-        if !spec.inputs.iter().any(|i| i.name == name) {
+        let overridden = spec.inputs.iter().any(|i| i.name == name);
+        if let Some(value) = value.filter(|_| !overridden) {
             env.push(literal(name, value));
-        }
-    }
-    if let Some(message) = &spec.commerce.fallback_error_message {
-        if !spec
-            .inputs
-            .iter()
-            .any(|i| i.name == "FALLBACK_ERROR_MESSAGE")
-        {
-            env.push(literal("FALLBACK_ERROR_MESSAGE", message.clone()));
         }
     }
     if let Some(stock) = &spec.stock {
@@ -527,4 +524,160 @@ pub fn external_url(cwh: &CommerceWebhook) -> Option<String> {
         "http"
     };
     Some(format!("{scheme}://{}{}", ingress.host, cwh.spec.path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resource::CommerceWebhookSpec;
+
+    fn resource(yaml: &str) -> CommerceWebhook {
+        let spec: CommerceWebhookSpec = serde_yaml::from_str(yaml).unwrap();
+        let mut cwh = CommerceWebhook::new("hook", spec);
+        cwh.metadata.namespace = Some("shop".into());
+        cwh.metadata.uid = Some("uid-1".into());
+        cwh
+    }
+
+    fn names(env: &[EnvVar]) -> Vec<&str> {
+        env.iter().map(|e| e.name.as_str()).collect()
+    }
+
+    #[test]
+    fn env_derives_managed_values_then_inputs() {
+        let cwh = resource(
+            r#"
+            inputs:
+              - {name: LOG_LEVEL, value: debug}
+              - {name: ERP_KEY, valueFrom: {secretKeyRef: {name: erp, key: key}}}
+              - {name: REQUEST_DEADLINE_MS, value: "300"}
+            stock:
+              backOffice: {url: "https://erp.example/stock", onError: allow, token: {name: erp, key: token}}
+            authToken: {name: hook-auth, key: token}
+            commerce: {timeoutMs: 500}
+            "#,
+        );
+        let env = env(&cwh).unwrap();
+        assert_eq!(
+            names(&env),
+            [
+                "PORT",
+                "WEBHOOK_PATH",
+                "LOG_FORMAT",
+                "SHUTDOWN_DRAIN_MS",
+                "BACKOFFICE_URL",
+                "BACKOFFICE_TIMEOUT_MS",
+                "BACKOFFICE_ON_ERROR",
+                "BACKOFFICE_TOKEN",
+                "WEBHOOK_AUTH_TOKEN",
+                "LOG_LEVEL",
+                "ERP_KEY",
+                "REQUEST_DEADLINE_MS"
+            ],
+            "an input overrides the default deadline instead of duplicating it"
+        );
+        let token = env.iter().find(|e| e.name == "BACKOFFICE_TOKEN").unwrap();
+        assert!(
+            token.value.is_none(),
+            "secrets are references, never values"
+        );
+        assert_eq!(
+            token
+                .value_from
+                .as_ref()
+                .unwrap()
+                .secret_key_ref
+                .as_ref()
+                .unwrap()
+                .name,
+            "erp"
+        );
+        let policy = env
+            .iter()
+            .find(|e| e.name == "BACKOFFICE_ON_ERROR")
+            .unwrap();
+        assert_eq!(policy.value.as_deref(), Some("allow"));
+    }
+
+    #[test]
+    fn inputs_may_not_set_managed_variables_or_repeat() {
+        let managed = resource("inputs: [{name: BACKOFFICE_URL, value: 'http://x'}]");
+        assert_eq!(
+            env(&managed).unwrap_err().to_string(),
+            "input BACKOFFICE_URL is managed by spec.stock.backOffice.url; set it there instead of in spec.inputs"
+        );
+        let both =
+            resource("inputs: [{name: A, value: x, valueFrom: {secretKeyRef: {name: s, key: k}}}]");
+        assert_eq!(
+            env(&both).unwrap_err(),
+            SpecError::AmbiguousInput("A".into())
+        );
+    }
+
+    #[test]
+    fn deadline_stays_inside_commerce_timeout() {
+        assert_eq!(request_deadline_ms(2000), 600);
+        assert_eq!(request_deadline_ms(500), 400);
+        assert_eq!(request_deadline_ms(0), 1);
+    }
+
+    #[test]
+    fn references_cover_every_secret_and_config_map() {
+        let cwh = resource(
+            r#"
+            inputs: [{name: A, valueFrom: {configMapKeyRef: {name: cm, key: a}}}]
+            stock: {inventory: {configMapKeyRef: {name: inv, key: stock.yaml}}}
+            signaturePublicKey: {name: commerce, key: public.pem}
+            "#,
+        );
+        assert_eq!(
+            references(&cwh),
+            vec![
+                Reference::Secret("commerce".into(), "public.pem".into()),
+                Reference::ConfigMap("cm".into(), "a".into()),
+                Reference::Inventory("inv".into(), "stock.yaml".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_deployment_is_hardened_and_owned() {
+        let cwh = resource("workload: {replicas: 2}\ningress: {host: shop.example.com}");
+        let deployment = deployment(
+            &cwh,
+            &Defaults {
+                image: "img:1".into(),
+            },
+            "hash",
+        )
+        .unwrap();
+        let spec = deployment.spec.unwrap();
+        assert_eq!(spec.replicas, Some(2));
+        let pod = spec.template.spec.unwrap();
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let container = &pod.containers[0];
+        assert_eq!(container.image.as_deref(), Some("img:1"));
+        let security = container.security_context.as_ref().unwrap();
+        assert_eq!(security.read_only_root_filesystem, Some(true));
+        assert_eq!(security.allow_privilege_escalation, Some(false));
+        assert_eq!(security.run_as_non_root, Some(true));
+        assert_eq!(
+            security.capabilities.as_ref().unwrap().drop.as_deref(),
+            Some(&["ALL".to_owned()][..])
+        );
+        let owner = &deployment.metadata.owner_references.unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller),
+            ("CommerceWebhook", Some(true))
+        );
+        assert_eq!(
+            external_url(&cwh).as_deref(),
+            Some("http://shop.example.com/webhook/check-stock")
+        );
+        let ingress = ingress(&cwh).unwrap();
+        assert_eq!(
+            ingress.spec.unwrap().rules.unwrap()[0].host.as_deref(),
+            Some("shop.example.com")
+        );
+    }
 }

@@ -164,11 +164,11 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
             let _ = stopped.wait_for(|stop| *stop).await;
         }
     };
-    let metrics_server = tokio::spawn(metrics::serve(
-        args.metrics_address,
-        metrics.clone(),
-        until_stopped(),
-    ));
+    let address = args.metrics_address;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| MainError::Metrics { address, source })?;
+    let metrics_server = tokio::spawn(metrics::serve(listener, metrics.clone(), until_stopped()));
     let signals = {
         let stop = stop.clone();
         tokio::spawn(async move {
@@ -229,14 +229,8 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
     metrics.set_leading(false);
     let _ = stop.send(true);
     signals.abort();
-    match metrics_server.await {
-        Ok(Err(source)) => {
-            return Err(MainError::Metrics {
-                address: args.metrics_address,
-                source,
-            });
-        }
-        Ok(Ok(())) | Err(_) => {}
+    if let Ok(Err(error)) = metrics_server.await {
+        tracing::warn!(%error, "metrics server stopped with an error");
     }
     if lost {
         Err(MainError::LostLease)

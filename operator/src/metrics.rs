@@ -1,6 +1,5 @@
 //! The operator's own metrics and health endpoints.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -69,6 +68,11 @@ impl Metrics {
         self.inner.duration.observe(elapsed.as_secs_f64());
     }
 
+    /// How many reconciles ran (tests use it to know a resync happened).
+    pub fn reconciles(&self) -> u64 {
+        self.inner.reconciles.get()
+    }
+
     pub fn set_leading(&self, leading: bool) {
         self.inner.leading.store(leading, Ordering::Relaxed);
     }
@@ -84,7 +88,7 @@ impl Metrics {
 /// Serves `/metrics`, `/healthz` and `/readyz` until
 /// `shutdown` completes.
 pub async fn serve(
-    address: SocketAddr,
+    listener: tokio::net::TcpListener,
     metrics: Metrics,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -93,7 +97,6 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .with_state(metrics);
-    let listener = tokio::net::TcpListener::bind(address).await?;
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -352,10 +352,18 @@ async fn update_status(
     }
     let api: Api<CommerceWebhook> =
         Api::namespaced(ctx.client.clone(), &cwh.namespace().unwrap_or_default());
+    // A merge patch keeps fields it does not mention: spell out the ones that
+    // may have gone (the URLs of a disabled webhook) as null.
+    let mut patch = json!({ "status": new });
+    for field in ["url", "externalUrl", "observedGeneration"] {
+        if patch["status"].get(field).is_none() {
+            patch["status"][field] = serde_json::Value::Null;
+        }
+    }
     api.patch_status(
         &cwh.name_any(),
         &PatchParams::default(),
-        &Patch::Merge(json!({ "status": new })),
+        &Patch::Merge(patch),
     )
     .await
     .map_err(Error::Status)?;

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The project's one test command: brings up the local Kubernetes control plane
+# (building it the first time), runs every test of the workspace against it, and
+# takes the control plane down again, also when tests fail.
+#
+#   scripts/test.sh                 all tests
+#   scripts/test.sh -p e2e          any extra arguments go to `cargo test`
+#
+# With USE_EXISTING_CLUSTER=1 and KUBECONFIG set, the e2e tests use that cluster.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CWO_CLUSTER_NAME=${CWO_CLUSTER_NAME:-test-$$}
+cluster=scripts/local-cluster.sh
+cleanup() { bash "$cluster" down >/dev/null 2>&1 || true; }
+trap cleanup EXIT INT TERM
+
+bash "$cluster" up >/dev/null
+eval "$(bash "$cluster" env)"
+echo "test.sh: control plane ready ($(bash "$cluster" status | head -n 1))"
+
+# The chart tests need helm and kubectl on PATH; `env` put them there.
+cargo test --workspace "$@"

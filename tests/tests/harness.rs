@@ -1,0 +1,105 @@
+//! Proves the local control plane is a real one: server-side apply, the Deployment
+//! and ReplicaSet controllers, readiness from pod status, and garbage collection.
+
+use std::time::Duration;
+
+use e2e::{TestNamespace, mark_pods_ready, wait_for};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use kube::ResourceExt;
+use kube::api::{DeleteParams, ListParams, PostParams};
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: smoke, labels: {app: smoke}}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: smoke}}
+  template:
+    metadata: {labels: {app: smoke}}
+    spec:
+      containers: [{name: main, image: registry.invalid/smoke:1, ports: [{name: http, containerPort: 8080, protocol: TCP}]}]
+"#;
+
+const SERVICE: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: smoke}
+spec:
+  selector: {app: smoke}
+  ports: [{name: http, port: 80, targetPort: http, protocol: TCP}]
+"#;
+
+#[tokio::test]
+async fn control_plane_runs_controllers_readiness_and_garbage_collection() {
+    let ns = TestNamespace::new("smoke").await;
+    let deployment: Deployment = ns
+        .apply_yaml(DEPLOYMENT)
+        .await
+        .expect("server-side apply a Deployment");
+    let service: Service = ns
+        .apply_yaml(SERVICE)
+        .await
+        .expect("server-side apply a Service");
+    assert_eq!(service.spec.unwrap().ports.unwrap()[0].port, 80);
+
+    let pods = ns.api::<Pod>();
+    let replica_sets = ns.api::<ReplicaSet>();
+    wait_for(
+        "the ReplicaSet and 2 pods",
+        Duration::from_secs(30),
+        || async {
+            let rs = replica_sets.list(&ListParams::default()).await.ok()?;
+            let pods = pods
+                .list(&ListParams::default().labels("app=smoke"))
+                .await
+                .ok()?;
+            (rs.items.len() == 1 && pods.items.len() == 2).then_some(())
+        },
+    )
+    .await;
+
+    assert_eq!(mark_pods_ready(&ns.client, &ns.name, "app=smoke").await, 2);
+    let deployments = ns.api::<Deployment>();
+    wait_for(
+        "the Deployment to report 2 ready replicas",
+        Duration::from_secs(30),
+        || async {
+            let d = deployments.get("smoke").await.ok()?;
+            (d.status?.ready_replicas? == 2).then_some(())
+        },
+    )
+    .await;
+
+    // An object owned by the Deployment disappears with it.
+    let owned: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "owned", "ownerReferences": [{
+            "apiVersion": "apps/v1", "kind": "Deployment", "name": "smoke",
+            "uid": deployment.uid().unwrap(), "controller": true}]}
+    }))
+    .unwrap();
+    let config_maps = ns.api::<ConfigMap>();
+    config_maps
+        .create(&PostParams::default(), &owned)
+        .await
+        .unwrap();
+    deployments
+        .delete("smoke", &DeleteParams::background())
+        .await
+        .unwrap();
+    wait_for(
+        "garbage collection of the ReplicaSet, pods and owned ConfigMap",
+        Duration::from_secs(60),
+        || async {
+            let rs = replica_sets.list(&ListParams::default()).await.ok()?;
+            let pods = pods
+                .list(&ListParams::default().labels("app=smoke"))
+                .await
+                .ok()?;
+            let owned = config_maps.get_opt("owned").await.ok()?;
+            (rs.items.is_empty() && pods.items.is_empty() && owned.is_none()).then_some(())
+        },
+    )
+    .await;
+}

@@ -1,0 +1,571 @@
+//! The operator against a real API server: each test has its own namespace and its
+//! own in-process operator watching only that namespace.
+
+use std::time::Duration;
+
+use commerce_webhook_operator::children::CONFIG_HASH_ANNOTATION;
+use commerce_webhook_operator::leader::LeaseLock;
+use commerce_webhook_operator::resource::CommerceWebhook;
+use e2e::{Operator, TestNamespace, install_crd, mark_pods_ready, wait_for};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Event, Secret, Service};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(60);
+const SELECTOR: &str = "app.kubernetes.io/instance=check-stock";
+
+const SECRET: &str = r#"
+apiVersion: v1
+kind: Secret
+metadata: {name: commerce-keys}
+stringData: {auth-token: first-token, erp-token: erp-1}
+"#;
+
+const WEBHOOK: &str = r#"
+apiVersion: integration.commerce.dev/v1alpha1
+kind: CommerceWebhook
+metadata: {name: check-stock}
+spec:
+  inputs:
+    - {name: LOG_LEVEL, value: debug}
+    - {name: HERE_YOUR_PARAM, valueFrom: {secretKeyRef: {name: commerce-keys, key: erp-token}}}
+  authToken: {name: commerce-keys, key: auth-token}
+  commerce: {timeoutMs: 2000, fallbackErrorMessage: Try again later}
+"#;
+
+async fn setup(prefix: &str) -> (TestNamespace, Operator) {
+    let ns = TestNamespace::new(prefix).await;
+    install_crd(&ns.client).await;
+    let operator = Operator::start(&ns).await;
+    (ns, operator)
+}
+
+/// Waits until the resource's Ready condition has `reason`, and returns the resource.
+async fn wait_for_reason(ns: &TestNamespace, name: &str, reason: &str) -> CommerceWebhook {
+    let api = ns.api::<CommerceWebhook>();
+    let what = format!("CommerceWebhook {name} to report {reason}");
+    wait_for(&what, WAIT, || async {
+        let cwh = api.get(name).await.ok()?;
+        let ready = cwh
+            .status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")?;
+        (ready.reason == reason).then_some(cwh.clone())
+    })
+    .await
+}
+
+fn ready_message(cwh: &CommerceWebhook) -> String {
+    cwh.status.as_ref().unwrap().conditions[0].message.clone()
+}
+
+async fn deployment(ns: &TestNamespace) -> Deployment {
+    let api = ns.api::<Deployment>();
+    wait_for("the webhook Deployment", WAIT, || async {
+        api.get_opt("check-stock").await.ok().flatten()
+    })
+    .await
+}
+
+fn config_hash(deployment: &Deployment) -> String {
+    let template = &deployment.spec.as_ref().unwrap().template;
+    template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .annotations
+        .as_ref()
+        .unwrap()[CONFIG_HASH_ANNOTATION]
+        .clone()
+}
+
+async fn mark_ready_and_wait(ns: &TestNamespace) -> CommerceWebhook {
+    let api = ns.api::<CommerceWebhook>();
+    wait_for("Ready=True after pods are marked ready", WAIT, || async {
+        mark_pods_ready(&ns.client, &ns.name, SELECTOR).await;
+        let cwh = api.get("check-stock").await.ok()?;
+        let ready = cwh
+            .status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")?;
+        (ready.status == "True").then_some(cwh.clone())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn deploys_inputs_and_secret_references_and_reports_readiness() {
+    let (ns, _operator) = setup("deploy").await;
+    ns.apply_yaml::<Secret>(SECRET).await.unwrap();
+    ns.apply_yaml::<CommerceWebhook>(WEBHOOK).await.unwrap();
+
+    let progressing = wait_for_reason(&ns, "check-stock", "Progressing").await;
+    let status = progressing.status.clone().unwrap();
+    assert_eq!(
+        status.url.as_deref(),
+        Some(format!("http://check-stock.{}.svc/webhook/check-stock", ns.name).as_str())
+    );
+    assert_eq!(status.observed_generation, progressing.metadata.generation);
+
+    let deployment = deployment(&ns).await;
+    let pod = deployment
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap();
+    let container = &pod.containers[0];
+    assert_eq!(container.image.as_deref(), Some(e2e::TEST_IMAGE));
+    let env = container.env.as_ref().unwrap();
+    let var = |name: &str| {
+        env.iter()
+            .find(|e| e.name == name)
+            .unwrap_or_else(|| panic!("env {name}"))
+    };
+    assert_eq!(var("LOG_LEVEL").value.as_deref(), Some("debug"));
+    assert_eq!(
+        var("FALLBACK_ERROR_MESSAGE").value.as_deref(),
+        Some("Try again later")
+    );
+    assert_eq!(var("REQUEST_DEADLINE_MS").value.as_deref(), Some("600"));
+    for (name, key) in [
+        ("HERE_YOUR_PARAM", "erp-token"),
+        ("WEBHOOK_AUTH_TOKEN", "auth-token"),
+    ] {
+        let selector = var(name)
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (selector.name.as_str(), selector.key.as_str()),
+            ("commerce-keys", key)
+        );
+        assert!(
+            var(name).value.is_none(),
+            "secret {name} must not be copied into the pod spec"
+        );
+    }
+    let readiness = container
+        .readiness_probe
+        .as_ref()
+        .unwrap()
+        .http_get
+        .as_ref()
+        .unwrap();
+    assert_eq!(readiness.path.as_deref(), Some("/readyz"));
+    let liveness = container
+        .liveness_probe
+        .as_ref()
+        .unwrap()
+        .http_get
+        .as_ref()
+        .unwrap();
+    assert_eq!(liveness.path.as_deref(), Some("/healthz"));
+    let security = container.security_context.as_ref().unwrap();
+    assert_eq!(
+        (security.read_only_root_filesystem, security.run_as_non_root),
+        (Some(true), Some(true))
+    );
+
+    let service = ns.api::<Service>().get("check-stock").await.unwrap();
+    let port = &service.spec.unwrap().ports.unwrap()[0];
+    assert_eq!(
+        (port.name.as_deref(), port.protocol.as_deref()),
+        (Some("http"), Some("TCP"))
+    );
+
+    let ready = mark_ready_and_wait(&ns).await;
+    let status = ready.status.unwrap();
+    assert_eq!(status.ready_replicas, 1);
+    assert_eq!(status.conditions[0].reason, "Available");
+
+    let events = ns.api::<Event>();
+    let reasons: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.kind.as_deref() == Some("CommerceWebhook"))
+        .filter_map(|e| e.reason)
+        .collect();
+    assert!(
+        reasons.contains(&"Created".to_owned()),
+        "events: {reasons:?}"
+    );
+    for event in events.list(&ListParams::default()).await.unwrap().items {
+        let text = format!("{:?}", event.message);
+        assert!(
+            !text.contains("first-token") && !text.contains("erp-1"),
+            "a secret leaked into an event: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn disabling_removes_the_workload_and_enabling_restores_it() {
+    let (ns, _operator) = setup("enable").await;
+    ns.apply_yaml::<Secret>(SECRET).await.unwrap();
+    ns.apply_yaml::<CommerceWebhook>(WEBHOOK).await.unwrap();
+    deployment(&ns).await;
+
+    let api = ns.api::<CommerceWebhook>();
+    let set_enabled = |enabled: bool| {
+        let api = api.clone();
+        async move {
+            api.patch(
+                "check-stock",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"enabled": enabled}})),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    set_enabled(false).await;
+    let disabled = wait_for_reason(&ns, "check-stock", "Disabled").await;
+    assert_eq!(
+        disabled.status.as_ref().unwrap().conditions[0].status,
+        "False"
+    );
+    let deployments = ns.api::<Deployment>();
+    let services = ns.api::<Service>();
+    wait_for("Deployment and Service removed", WAIT, || async {
+        let gone = deployments.get_opt("check-stock").await.ok()?.is_none()
+            && services.get_opt("check-stock").await.ok()?.is_none();
+        gone.then_some(())
+    })
+    .await;
+    assert!(
+        disabled.status.unwrap().url.is_none(),
+        "no URL while disabled"
+    );
+
+    set_enabled(true).await;
+    deployment(&ns).await;
+    wait_for("the Service back", WAIT, || async {
+        services.get_opt("check-stock").await.ok().flatten()
+    })
+    .await;
+    mark_ready_and_wait(&ns).await;
+}
+
+#[tokio::test]
+async fn repairs_deleted_and_hand_edited_children() {
+    let (ns, _operator) = setup("repair").await;
+    ns.apply_yaml::<Secret>(SECRET).await.unwrap();
+    ns.apply_yaml::<CommerceWebhook>(WEBHOOK).await.unwrap();
+    let first = deployment(&ns).await;
+
+    let deployments = ns.api::<Deployment>();
+    deployments
+        .delete("check-stock", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    wait_for("the deleted Deployment to be recreated", WAIT, || async {
+        let d = deployments.get_opt("check-stock").await.ok()??;
+        (d.uid() != first.uid() && d.metadata.deletion_timestamp.is_none()).then_some(())
+    })
+    .await;
+
+    // A hand edit of fields the operator owns is reverted.
+    deployments
+        .patch(
+            "check-stock",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"replicas": 5, "template": {"spec": {"containers": [
+                {"name": "webhook", "image": "evil:latest"}]}}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    wait_for("the hand edit to be repaired", WAIT, || async {
+        let d = deployments.get("check-stock").await.ok()?;
+        let spec = d.spec?;
+        let image = spec.template.spec?.containers[0].image.clone()?;
+        (spec.replicas == Some(1) && image == e2e::TEST_IMAGE).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn changing_a_referenced_secret_rolls_the_pods() {
+    let (ns, _operator) = setup("rollout").await;
+    ns.apply_yaml::<Secret>(SECRET).await.unwrap();
+    ns.apply_yaml::<CommerceWebhook>(WEBHOOK).await.unwrap();
+    let before = config_hash(&deployment(&ns).await);
+
+    ns.api::<Secret>()
+        .patch(
+            "commerce-keys",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"auth-token": "rotated-token"}})),
+        )
+        .await
+        .unwrap();
+    let deployments = ns.api::<Deployment>();
+    let after = wait_for("a new config hash in the pod template", WAIT, || async {
+        let hash = config_hash(&deployments.get("check-stock").await.ok()?);
+        (hash != before).then_some(hash)
+    })
+    .await;
+    assert_eq!(after.len(), 32);
+
+    // A Secret nobody references changes nothing.
+    ns.apply_yaml::<Secret>(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: unrelated}\nstringData: {a: b}",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        config_hash(&deployments.get("check-stock").await.unwrap()),
+        after
+    );
+}
+
+#[tokio::test]
+async fn deleting_the_resource_garbage_collects_its_children() {
+    let (ns, _operator) = setup("delete").await;
+    ns.apply_yaml::<Secret>(SECRET).await.unwrap();
+    ns.apply_yaml::<CommerceWebhook>(WEBHOOK).await.unwrap();
+    deployment(&ns).await;
+    ns.api::<CommerceWebhook>()
+        .delete("check-stock", &DeleteParams::background())
+        .await
+        .unwrap();
+    let deployments = ns.api::<Deployment>();
+    let services = ns.api::<Service>();
+    wait_for("children garbage-collected", WAIT, || async {
+        let gone = deployments.get_opt("check-stock").await.ok()?.is_none()
+            && services.get_opt("check-stock").await.ok()?.is_none();
+        gone.then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_missing_secret_is_a_condition_until_it_appears() {
+    let (ns, _operator) = setup("missing").await;
+    ns.apply_yaml::<CommerceWebhook>(WEBHOOK).await.unwrap();
+    let waiting = wait_for_reason(&ns, "check-stock", "MissingReference").await;
+    assert_eq!(
+        ready_message(&waiting),
+        "waiting for Secret commerce-keys not found"
+    );
+    assert!(
+        ns.api::<Deployment>()
+            .get_opt("check-stock")
+            .await
+            .unwrap()
+            .is_none(),
+        "no pod is deployed that would fail to start"
+    );
+
+    ns.apply_yaml::<Secret>("apiVersion: v1\nkind: Secret\nmetadata: {name: commerce-keys}\nstringData: {auth-token: t}")
+        .await
+        .unwrap();
+    let key_missing = wait_for_reason(&ns, "check-stock", "MissingReference").await;
+    let key_missing = wait_for("the message to name the missing key", WAIT, || {
+        let api = ns.api::<CommerceWebhook>();
+        let mut cwh = Some(key_missing.clone());
+        async move {
+            let current = api.get("check-stock").await.ok().or(cwh.take())?;
+            ready_message(&current)
+                .contains("has no key")
+                .then_some(current)
+        }
+    })
+    .await;
+    assert_eq!(
+        ready_message(&key_missing),
+        "waiting for Secret commerce-keys has no key erp-token"
+    );
+
+    ns.apply_yaml::<Secret>(SECRET).await.unwrap();
+    wait_for_reason(&ns, "check-stock", "Progressing").await;
+    deployment(&ns).await;
+}
+
+#[tokio::test]
+async fn a_spec_the_schema_cannot_check_is_reported_as_invalid() {
+    let (ns, _operator) = setup("invalid").await;
+    ns.apply_yaml::<CommerceWebhook>(
+        "apiVersion: integration.commerce.dev/v1alpha1\nkind: CommerceWebhook\nmetadata: {name: check-stock}\nspec:\n  inputs: [{name: PORT, value: '9'}]",
+    )
+    .await
+    .unwrap();
+    let invalid = wait_for_reason(&ns, "check-stock", "InvalidSpec").await;
+    assert_eq!(
+        ready_message(&invalid),
+        "input PORT is managed by the operator; set it there instead of in spec.inputs"
+    );
+}
+
+#[tokio::test]
+async fn the_api_server_rejects_invalid_resources_with_readable_messages() {
+    let ns = TestNamespace::new("schema").await;
+    install_crd(&ns.client).await;
+    let cases = [
+        (
+            "inputs: [{name: 'BAD-NAME', value: x}]",
+            "spec.inputs.name: Invalid value: \"BAD-NAME\": spec.inputs.name in body should match '^[A-Za-z_][A-Za-z0-9_]*$'",
+        ),
+        (
+            "action: check-price",
+            "spec.action: Unsupported value: \"check-price\"",
+        ),
+        (
+            "workload: {replicas: -1}",
+            "spec.workload.replicas: Invalid value: -1",
+        ),
+        (
+            "stock: {backOffice: {timeoutMs: 100}}",
+            "spec.stock.backOffice.url: Required value",
+        ),
+        ("inputs: [{value: x}]", "spec.inputs.name: Required value"),
+        (
+            "stock: {backOffice: {url: 'http://erp'}, inventory: {configMapKeyRef: {name: a, key: b}}}",
+            "spec.stock in body should have at most 1 properties",
+        ),
+        ("path: 'no-slash'", "spec.path: Invalid value: \"no-slash\""),
+        (
+            "commerce: {timeoutMs: 10}",
+            "spec.commerce.timeoutMs: Invalid value: 10",
+        ),
+    ];
+    for (spec, expected) in cases {
+        let yaml = format!(
+            "apiVersion: integration.commerce.dev/v1alpha1\nkind: CommerceWebhook\nmetadata: {{name: bad}}\nspec:\n  {spec}"
+        );
+        let error = ns
+            .apply_yaml::<CommerceWebhook>(&yaml)
+            .await
+            .expect_err(&format!("the API server accepted an invalid spec: {spec}"));
+        let message = error.to_string();
+        assert!(
+            message.contains(expected),
+            "for `{spec}` expected «{expected}» in: {message}"
+        );
+    }
+    // Two inputs with the same name are one list-map key, so the server refuses them.
+    let duplicate = "apiVersion: integration.commerce.dev/v1alpha1\nkind: CommerceWebhook\nmetadata: {name: bad}\nspec:\n  inputs: [{name: A, value: x}, {name: A, value: y}]";
+    let error = ns
+        .apply_yaml::<CommerceWebhook>(duplicate)
+        .await
+        .expect_err("duplicate input names");
+    assert!(
+        error
+            .to_string()
+            .contains("spec.inputs[1]: Duplicate value"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn an_operator_restart_converges_and_a_resync_writes_nothing() {
+    let (ns, operator) = setup("restart").await;
+    ns.apply_yaml::<Secret>(SECRET).await.unwrap();
+    ns.apply_yaml::<CommerceWebhook>(WEBHOOK).await.unwrap();
+    deployment(&ns).await;
+    operator.stop().await;
+
+    // Changed while no operator runs.
+    ns.api::<CommerceWebhook>()
+        .patch(
+            "check-stock",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"workload": {"replicas": 2}}})),
+        )
+        .await
+        .unwrap();
+    let operator = Operator::start(&ns).await;
+    let deployments = ns.api::<Deployment>();
+    wait_for(
+        "the restarted operator to apply replicas: 2",
+        WAIT,
+        || async {
+            (deployments.get("check-stock").await.ok()?.spec?.replicas == Some(2)).then_some(())
+        },
+    )
+    .await;
+    let converged = mark_ready_and_wait(&ns).await;
+    assert_eq!(converged.status.as_ref().unwrap().ready_replicas, 2);
+    operator.stop().await;
+
+    // A fresh operator reconciles everything once: nothing may be written.
+    let versions = || async {
+        let cwh = ns
+            .api::<CommerceWebhook>()
+            .get("check-stock")
+            .await
+            .unwrap();
+        let deployment = ns.api::<Deployment>().get("check-stock").await.unwrap();
+        let service = ns.api::<Service>().get("check-stock").await.unwrap();
+        (
+            cwh.resource_version(),
+            deployment.resource_version(),
+            service.resource_version(),
+        )
+    };
+    let before = versions().await;
+    let operator = Operator::start(&ns).await;
+    let metrics = operator.metrics.clone();
+    wait_for("a resync reconcile", WAIT, || async {
+        (metrics.reconciles() >= 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        versions().await,
+        before,
+        "a steady resync changed resourceVersions"
+    );
+}
+
+#[tokio::test]
+async fn only_one_replica_holds_the_lease() {
+    let ns = TestNamespace::new("lease").await;
+    let lease = |identity: &str| {
+        LeaseLock::new(
+            ns.client.clone(),
+            &ns.name,
+            "operator",
+            identity,
+            Duration::from_secs(3),
+        )
+    };
+    let (first, second) = (lease("first"), lease("second"));
+    first.acquire().await;
+    let second_won = tokio::time::timeout(Duration::from_secs(2), second.acquire()).await;
+    assert!(
+        second_won.is_err(),
+        "the second replica must stand by while the first renews"
+    );
+
+    first.release().await;
+    tokio::time::timeout(Duration::from_secs(10), second.acquire())
+        .await
+        .expect("the standby takes over once the leader releases the Lease");
+    let holder =
+        Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(ns.client.clone(), &ns.name)
+            .get("operator")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .holder_identity;
+    assert_eq!(holder.as_deref(), Some("second"));
+}
