@@ -20,4 +20,5 @@ eval "$(bash "$cluster" env)"
 echo "test.sh: control plane ready ($(bash "$cluster" status | head -n 1))"
 
 # The chart tests need helm and kubectl on PATH; `env` put them there.
+cargo build --workspace --bins
 cargo test --workspace "$@"

@@ -64,7 +64,10 @@ pub async fn run(
         .for_each(|result| async move {
             match result {
                 Ok((object, _)) => tracing::debug!(name = %object.name, namespace = ?object.namespace, "reconciled"),
-                Err(error) => tracing::debug!(%error, "reconcile did not complete"),
+                // Reconcile failures are logged by the error policy; anything else
+                // (a watch that cannot list, for example) is logged here.
+                Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
+                Err(error) => tracing::warn!(%error, "controller error"),
             }
         })
         .await;
