@@ -264,14 +264,19 @@ pub async fn mark_pods_ready(client: &Client, namespace: &str, selector: &str) -
 
 /// A path inside the repository.
 pub fn repo_path(relative: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
 }
 
 /// A binary of this workspace, built next to the test executables
 /// (`cargo test --workspace` and `scripts/test.sh` build them).
 pub fn workspace_binary(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target directory");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory");
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -286,7 +291,9 @@ pub fn tool(program: &str, args: &[&str]) -> Result<String, String> {
     let output = std::process::Command::new(program)
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {program} (is it on PATH? scripts/test.sh puts it there): {e}"));
+        .unwrap_or_else(|e| {
+            panic!("cannot run {program} (is it on PATH? scripts/test.sh puts it there): {e}")
+        });
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use http_body_util::LengthLimitError;
@@ -16,7 +16,8 @@ use thiserror::Error;
 
 use crate::auth::{AuthError, Authenticator};
 use crate::config::{Answers, FailurePolicy};
-use crate::metrics::Metrics;
+use crate::deadline;
+use crate::metrics::{Metrics, RequestOutcome};
 use crate::operation::Operation;
 use crate::payload::{PayloadError, parse_check_stock};
 use crate::stock::{Shortage, StockError, StockSource, shortages};
@@ -30,8 +31,6 @@ pub enum RequestError {
     BodyUnreadable(String),
     #[error("unsupported Content-Type {0}: send application/json")]
     ContentType(String),
-    #[error("malformed JSON body: {0}")]
-    MalformedJson(String),
     #[error(transparent)]
     Payload(#[from] PayloadError),
 }
@@ -60,30 +59,33 @@ pub struct CheckStock {
 impl CheckStock {
     pub async fn answer(&self, headers: &HeaderMap, body: Body) -> Operation {
         let started = Instant::now();
-        let outcome = tokio::time::timeout(self.deadline, self.decide(headers, body))
-            .await
-            .unwrap_or(Outcome::DeadlineExceeded);
+        let outcome = match self.read_body(headers, body).await {
+            Err(rejected) => rejected,
+            // The deadline counts from the request's arrival. Reading the body stays
+            // outside it: the body is pending on its first poll, and a timer armed
+            // for every call would cost a cross-core wake-up each (see `deadline`).
+            Ok(body) => deadline::within(started + self.deadline, self.decide(headers, &body))
+                .await
+                .unwrap_or(Outcome::DeadlineExceeded),
+        };
         let (label, operation) = self.to_operation(outcome);
         self.metrics.observe_request(label, started.elapsed());
         operation
     }
 
-    async fn decide(&self, headers: &HeaderMap, body: Body) -> Outcome {
-        if let Err(error) = check_content_type(headers) {
-            return Outcome::Rejected(error);
-        }
-        let body = match axum::body::to_bytes(body, self.max_body_bytes).await {
-            Ok(body) => body,
-            Err(error) => return Outcome::Rejected(self.body_error(error)),
-        };
-        if let Err(error) = self.auth.verify(headers, &body) {
+    /// The raw body, if it is JSON and within the size limit.
+    async fn read_body(&self, headers: &HeaderMap, body: Body) -> Result<Bytes, Outcome> {
+        check_content_type(headers).map_err(Outcome::Rejected)?;
+        axum::body::to_bytes(body, self.max_body_bytes)
+            .await
+            .map_err(|error| Outcome::Rejected(self.body_error(error)))
+    }
+
+    async fn decide(&self, headers: &HeaderMap, body: &Bytes) -> Outcome {
+        if let Err(error) = self.auth.verify(headers, body) {
             return Outcome::Unauthorized(error);
         }
-        let payload: serde_json::Value = match serde_json::from_slice(&body) {
-            Ok(payload) => payload,
-            Err(error) => return Outcome::Rejected(RequestError::MalformedJson(error.to_string())),
-        };
-        let request = match parse_check_stock(&payload) {
+        let request = match parse_check_stock(body) {
             Ok(request) => request,
             Err(error) => return Outcome::Rejected(error.into()),
         };
@@ -113,37 +115,52 @@ impl CheckStock {
     }
 
     /// The Commerce operation for an outcome, and its label for metrics.
-    fn to_operation(&self, outcome: Outcome) -> (&'static str, Operation) {
+    fn to_operation(&self, outcome: Outcome) -> (RequestOutcome, Operation) {
         let exception =
             |message: String| Operation::exception(message, self.answers.exception_type.as_deref());
         match outcome {
-            Outcome::InStock => ("success", Operation::Success),
-            Outcome::OutOfStock(short) => ("out_of_stock", exception(shortage_message(&short))),
+            Outcome::InStock => (RequestOutcome::Success, Operation::Success),
+            Outcome::OutOfStock(short) => (
+                RequestOutcome::OutOfStock,
+                exception(shortage_message(&short)),
+            ),
             Outcome::Rejected(error) => {
                 tracing::info!(%error, "rejected a check-stock call");
-                ("invalid_request", exception(error.to_string()))
+                (RequestOutcome::InvalidRequest, exception(error.to_string()))
             }
             Outcome::Unauthorized(error) => {
                 tracing::warn!(%error, "refused an unauthenticated check-stock call");
-                ("unauthorized", exception(error.to_string()))
+                (RequestOutcome::Unauthorized, exception(error.to_string()))
             }
             Outcome::SourceFailed(error) => {
                 tracing::warn!(%error, source = self.source.name(), policy = ?self.answers.on_error, "stock source failed");
-                self.on_failure(("source_error_allowed", "source_error_denied"), exception)
+                self.on_failure(
+                    (
+                        RequestOutcome::SourceErrorAllowed,
+                        RequestOutcome::SourceErrorDenied,
+                    ),
+                    exception,
+                )
             }
             Outcome::DeadlineExceeded => {
                 tracing::warn!(deadline_ms = self.deadline.as_millis() as u64, policy = ?self.answers.on_error, "no stock answer before the deadline");
-                self.on_failure(("deadline_allowed", "deadline_denied"), exception)
+                self.on_failure(
+                    (
+                        RequestOutcome::DeadlineAllowed,
+                        RequestOutcome::DeadlineDenied,
+                    ),
+                    exception,
+                )
             }
         }
     }
 
-    /// Applies the failure policy; `labels` are the metric labels for allowed and denied.
+    /// Applies the failure policy; the outcomes are the ones to count if allowed or denied.
     fn on_failure(
         &self,
-        (allowed, denied): (&'static str, &'static str),
+        (allowed, denied): (RequestOutcome, RequestOutcome),
         exception: impl Fn(String) -> Operation,
-    ) -> (&'static str, Operation) {
+    ) -> (RequestOutcome, Operation) {
         match self.answers.on_error {
             FailurePolicy::Allow => (allowed, Operation::Success),
             FailurePolicy::Deny => (denied, exception(self.answers.fallback_message.clone())),

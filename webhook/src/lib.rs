@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod check_stock;
 pub mod config;
+pub mod deadline;
 pub mod metrics;
 pub mod operation;
 pub mod payload;

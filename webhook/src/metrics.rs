@@ -16,6 +16,45 @@ const LATENCY_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
+/// How a check-stock call was answered: the `outcome` label of `requests_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestOutcome {
+    Success,
+    OutOfStock,
+    InvalidRequest,
+    Unauthorized,
+    SourceErrorAllowed,
+    SourceErrorDenied,
+    DeadlineAllowed,
+    DeadlineDenied,
+}
+
+impl RequestOutcome {
+    const ALL: [RequestOutcome; 8] = [
+        RequestOutcome::Success,
+        RequestOutcome::OutOfStock,
+        RequestOutcome::InvalidRequest,
+        RequestOutcome::Unauthorized,
+        RequestOutcome::SourceErrorAllowed,
+        RequestOutcome::SourceErrorDenied,
+        RequestOutcome::DeadlineAllowed,
+        RequestOutcome::DeadlineDenied,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestOutcome::Success => "success",
+            RequestOutcome::OutOfStock => "out_of_stock",
+            RequestOutcome::InvalidRequest => "invalid_request",
+            RequestOutcome::Unauthorized => "unauthorized",
+            RequestOutcome::SourceErrorAllowed => "source_error_allowed",
+            RequestOutcome::SourceErrorDenied => "source_error_denied",
+            RequestOutcome::DeadlineAllowed => "deadline_allowed",
+            RequestOutcome::DeadlineDenied => "deadline_denied",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
@@ -34,7 +73,9 @@ pub struct Metrics {
 
 struct Inner {
     registry: Registry,
-    requests: Family<OutcomeLabels, Counter>,
+    /// One counter per outcome, resolved once: the hot path indexes an array
+    /// instead of hashing labels under the family's lock.
+    requests: [Counter; RequestOutcome::ALL.len()],
     request_duration: Histogram,
     backoffice_duration: Histogram,
     backoffice_failures: Family<ReasonLabels, Counter>,
@@ -67,6 +108,13 @@ impl Default for Metrics {
             "back-office stock calls that failed, by reason",
             backoffice_failures.clone(),
         );
+        let requests = RequestOutcome::ALL.map(|outcome| {
+            requests
+                .get_or_create(&OutcomeLabels {
+                    outcome: outcome.as_str(),
+                })
+                .clone()
+        });
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -80,11 +128,8 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn observe_request(&self, outcome: &'static str, elapsed: Duration) {
-        self.inner
-            .requests
-            .get_or_create(&OutcomeLabels { outcome })
-            .inc();
+    pub fn observe_request(&self, outcome: RequestOutcome, elapsed: Duration) {
+        self.inner.requests[outcome as usize].inc();
         self.inner.request_duration.observe(elapsed.as_secs_f64());
     }
 

@@ -1,11 +1,18 @@
 //! Reading and validating the check-stock payload Commerce sends.
 //!
 //! Commerce is PHP: numbers may arrive as strings (`"qty": "2"`) and ids as either.
-//! Validation is done on a `serde_json::Value` rather than by derive so that every
-//! problem can be named precisely (which item, which field, what was sent) and so
-//! that the missing-parameter message matches the starter kit's action exactly.
+//! The body is read into [`Envelope`], a document model that keeps exactly what
+//! check-stock looks at (borrowed from the body, no `serde_json::Value` tree: that
+//! was most of the cost of a call) and a description of anything else, so that every
+//! problem can be named precisely (which item, which field, what was sent) and the
+//! missing-parameter message matches the starter kit's action exactly.
 
-use serde_json::Value;
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::Number;
 use thiserror::Error;
 
 /// The parameters the reference action requires, in the order it reports them.
@@ -29,6 +36,8 @@ pub struct RequestedItem {
 /// (and the merchant's logs) see, so it names the offending parameter.
 #[derive(Debug, Error, PartialEq)]
 pub enum PayloadError {
+    #[error("malformed JSON body: {0}")]
+    MalformedJson(String),
     /// Same wording as the starter kit's validator: `missing parameter(s) 'a,b'`.
     #[error("missing parameter(s) '{}'", .0.join(","))]
     Missing(Vec<&'static str>),
@@ -45,15 +54,21 @@ pub enum PayloadError {
     },
 }
 
-/// Validates a parsed JSON payload into a [`CheckStockRequest`].
-pub fn parse_check_stock(payload: &Value) -> Result<CheckStockRequest, PayloadError> {
-    let data = payload.get("data");
-    let field = |name: &str| data.and_then(|d| d.get(name)).filter(|v| !is_blank(v));
-    let (cart_id, items) = (field("cart_id"), field("items"));
+/// Parses and validates a raw body into a [`CheckStockRequest`].
+pub fn parse_check_stock(body: &[u8]) -> Result<CheckStockRequest, PayloadError> {
+    let envelope: Envelope =
+        serde_json::from_slice(body).map_err(|e| PayloadError::MalformedJson(e.to_string()))?;
+    let (cart_id, items) = match envelope.data {
+        Some(Data::Object { cart_id, items }) => (
+            cart_id.filter(|node| !node.is_blank()),
+            items.filter(|items| !matches!(items, Items::Other(node) if node.is_blank())),
+        ),
+        _ => (None, None),
+    };
     let missing: Vec<&'static str> = REQUIRED
         .iter()
-        .zip([cart_id, items])
-        .filter(|(_, value)| value.is_none())
+        .zip([cart_id.is_none(), items.is_none()])
+        .filter(|(_, missing)| *missing)
         .map(|(name, _)| *name)
         .collect();
     let (Some(cart_id), Some(items)) = (cart_id, items) else {
@@ -61,105 +76,377 @@ pub fn parse_check_stock(payload: &Value) -> Result<CheckStockRequest, PayloadEr
     };
 
     let cart_id = match cart_id {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        other => return Err(PayloadError::CartId(describe(other))),
+        Node::Str(s) => s.into_owned(),
+        Node::Number(n) => n.to_string(),
+        other => return Err(PayloadError::CartId(other.to_string())),
     };
     let items = match items {
-        Value::Array(list) if !list.is_empty() => list,
-        other => return Err(PayloadError::Items(describe(other))),
+        Items::List(list) if !list.is_empty() => list,
+        Items::List(_) => return Err(PayloadError::Items(Node::EmptyArray.to_string())),
+        Items::Other(node) => return Err(PayloadError::Items(node.to_string())),
     };
     let items = items
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(index, item)| parse_item(index, item))
         .collect::<Result<_, _>>()?;
     Ok(CheckStockRequest { cart_id, items })
 }
 
-/// The reference validator treats absent and empty-string values as missing; so
-/// does this one, and `null` too (PHP serialises unset values as `null`).
-fn is_blank(value: &Value) -> bool {
-    match value {
-        Value::Null => true,
-        Value::String(s) => s.is_empty(),
-        _ => false,
-    }
-}
-
-fn parse_item(index: usize, item: &Value) -> Result<RequestedItem, PayloadError> {
+fn parse_item(index: usize, item: Item<'_>) -> Result<RequestedItem, PayloadError> {
+    let (item_id, sku, qty) = match item {
+        Item::Object { item_id, sku, qty } => (item_id, sku, qty),
+        Item::Other(node) => {
+            return Err(PayloadError::Item {
+                index,
+                item: String::new(),
+                problem: format!("expected an object, got {node}"),
+            });
+        }
+    };
     let fail = |problem: String| PayloadError::Item {
         index,
-        item: item_label(item),
+        item: item_label(item_id.as_ref()),
         problem,
     };
-    if !item.is_object() {
-        return Err(fail(format!("expected an object, got {}", describe(item))));
-    }
-    let sku = match item.get("sku") {
-        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
-        None | Some(Value::Null) => return Err(fail("'sku' is missing".into())),
+    let sku = match sku {
+        Some(Node::Str(s)) if !s.trim().is_empty() => s.into_owned(),
+        None | Some(Node::Null) => return Err(fail("'sku' is missing".into())),
         Some(other) => {
             return Err(fail(format!(
-                "'sku' must be a non-empty string, got {}",
-                describe(other)
+                "'sku' must be a non-empty string, got {other}"
             )));
         }
     };
-    let qty = match item.get("qty") {
-        None | Some(Value::Null) => return Err(fail("'qty' is missing".into())),
-        Some(value) => positive_number(value).ok_or_else(|| {
-            fail(format!(
-                "'qty' must be a positive number, got {}",
-                describe(value)
-            ))
-        })?,
+    let qty = match qty {
+        None | Some(Node::Null) => return Err(fail("'qty' is missing".into())),
+        Some(value) => positive_number(&value)
+            .ok_or_else(|| fail(format!("'qty' must be a positive number, got {value}")))?,
     };
     Ok(RequestedItem { sku, qty })
 }
 
 /// A positive finite number, given as a JSON number or a numeric string.
-fn positive_number(value: &Value) -> Option<f64> {
+fn positive_number(value: &Node<'_>) -> Option<f64> {
     let n = match value {
-        Value::Number(n) => n.as_f64()?,
-        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        Node::Number(n) => n.as_f64()?,
+        Node::Str(s) => s.trim().parse::<f64>().ok()?,
         _ => return None,
     };
     (n.is_finite() && n > 0.0).then_some(n)
 }
 
-fn item_label(item: &Value) -> String {
-    match item.get("item_id") {
-        Some(Value::String(id)) if !id.is_empty() => format!(" (item_id {id})"),
-        Some(Value::Number(id)) => format!(" (item_id {id})"),
+fn item_label(item_id: Option<&Node<'_>>) -> String {
+    match item_id {
+        Some(Node::Str(id)) if !id.is_empty() => format!(" (item_id {id})"),
+        Some(Node::Number(id)) => format!(" (item_id {id})"),
         _ => String::new(),
     }
 }
 
+// --- the document model ----------------------------------------------------------
+
+/// The top level: only `data` matters; any other JSON value has no `data`.
+struct Envelope<'a> {
+    data: Option<Data<'a>>,
+}
+
+enum Data<'a> {
+    Object {
+        cart_id: Option<Node<'a>>,
+        items: Option<Items<'a>>,
+    },
+    Other,
+}
+
+enum Items<'a> {
+    List(Vec<Item<'a>>),
+    Other(Node<'a>),
+}
+
+enum Item<'a> {
+    Object {
+        item_id: Option<Node<'a>>,
+        sku: Option<Node<'a>>,
+        qty: Option<Node<'a>>,
+    },
+    Other(Node<'a>),
+}
+
+/// A JSON value as far as messages need it: scalars kept, containers described.
+#[derive(Debug, Clone, PartialEq)]
+enum Node<'a> {
+    Null,
+    Bool(bool),
+    Number(Number),
+    Str(Cow<'a, str>),
+    EmptyArray,
+    Array,
+    Object,
+}
+
+impl Node<'_> {
+    /// The reference validator treats absent and empty-string values as missing; so
+    /// does this one, and `null` too (PHP serialises unset values as `null`).
+    fn is_blank(&self) -> bool {
+        match self {
+            Node::Null => true,
+            Node::Str(s) => s.is_empty(),
+            _ => false,
+        }
+    }
+}
+
 /// A short, bounded rendering of what was sent, for error messages.
-fn describe(value: &Value) -> String {
-    const MAX: usize = 40;
-    let text = match value {
-        Value::Array(list) if list.is_empty() => "an empty array".to_owned(),
-        Value::Array(_) => "an array".to_owned(),
-        Value::Object(_) => "an object".to_owned(),
-        Value::Null => "null".to_owned(),
-        other => other.to_string(),
+impl fmt::Display for Node<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const MAX: usize = 40;
+        let text = match self {
+            Node::Null => "null".to_owned(),
+            Node::Bool(b) => b.to_string(),
+            Node::Number(n) => n.to_string(),
+            Node::Str(s) => serde_json::Value::String(s.to_string()).to_string(),
+            Node::EmptyArray => "an empty array".to_owned(),
+            Node::Array => "an array".to_owned(),
+            Node::Object => "an object".to_owned(),
+        };
+        if text.chars().count() > MAX {
+            write!(f, "{}…", text.chars().take(MAX).collect::<String>())
+        } else {
+            f.write_str(&text)
+        }
+    }
+}
+
+/// Visits any JSON value, keeping what `K` wants from objects and arrays.
+/// Each `Deserialize` below is a thin wrapper choosing what to keep.
+struct NodeVisitor;
+
+impl<'de> Visitor<'de> for NodeVisitor {
+    type Value = Node<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Node::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Node::Number(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Node::Number(v.into()))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Number::from_f64(v).map_or(Node::Null, Node::Number))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Node::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Node::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Node::Str(Cow::Owned(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Node::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Node::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut any = false;
+        while seq.next_element::<IgnoredAny>()?.is_some() {
+            any = true;
+        }
+        Ok(if any { Node::Array } else { Node::EmptyArray })
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Node::Object)
+    }
+}
+
+impl<'de> Deserialize<'de> for Node<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(NodeVisitor)
+    }
+}
+
+/// An object key, borrowed from the body unless it has escapes (serde's own
+/// `Cow<str>` always allocates).
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(V)
+    }
+}
+
+/// Reads the keys of an object, handing the wanted ones to `keep` (later duplicates
+/// win, as in `serde_json::Value`) and skipping the rest.
+fn visit_fields<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    mut keep: impl FnMut(&str, &mut A) -> Result<bool, A::Error>,
+) -> Result<(), A::Error> {
+    while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+        if !keep(&key, map)? {
+            map.next_value::<IgnoredAny>()?;
+        }
+    }
+    Ok(())
+}
+
+/// Deserializes objects with `on_object`, anything else as a described [`Node`].
+macro_rules! object_or_node {
+    ($ty:ident, $other:expr, |$map:ident| $on_object:block) => {
+        impl<'de> Deserialize<'de> for $ty<'de> {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = $ty<'de>;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        f.write_str("any JSON value")
+                    }
+                    fn visit_map<A: MapAccess<'de>>(self, mut $map: A) -> Result<Self::Value, A::Error> $on_object
+                    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                        NodeVisitor.visit_seq(seq).map($other)
+                    }
+                    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> { NodeVisitor.visit_bool(v).map($other) }
+                    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> { NodeVisitor.visit_i64(v).map($other) }
+                    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> { NodeVisitor.visit_u64(v).map($other) }
+                    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> { NodeVisitor.visit_f64(v).map($other) }
+                    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> { NodeVisitor.visit_borrowed_str(v).map($other) }
+                    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> { NodeVisitor.visit_str(v).map($other) }
+                    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> { NodeVisitor.visit_unit().map($other) }
+                }
+                deserializer.deserialize_any(V)
+            }
+        }
     };
-    if text.chars().count() > MAX {
-        format!("{}…", text.chars().take(MAX).collect::<String>())
-    } else {
-        text
+}
+
+object_or_node!(Envelope, |_| Envelope { data: None }, |map| {
+    let mut data = None;
+    visit_fields(&mut map, |key, map| {
+        Ok(key == "data" && {
+            data = Some(map.next_value()?);
+            true
+        })
+    })?;
+    Ok(Envelope { data })
+});
+
+object_or_node!(Data, |_| Data::Other, |map| {
+    let (mut cart_id, mut items) = (None, None);
+    visit_fields(&mut map, |key, map| {
+        Ok(match key {
+            "cart_id" => {
+                cart_id = Some(map.next_value()?);
+                true
+            }
+            "items" => {
+                items = Some(map.next_value()?);
+                true
+            }
+            _ => false,
+        })
+    })?;
+    Ok(Data::Object { cart_id, items })
+});
+
+object_or_node!(Item, Item::Other, |map| {
+    let (mut item_id, mut sku, mut qty) = (None, None, None);
+    visit_fields(&mut map, |key, map| {
+        Ok(match key {
+            "item_id" => {
+                item_id = Some(map.next_value()?);
+                true
+            }
+            "sku" => {
+                sku = Some(map.next_value()?);
+                true
+            }
+            "qty" => {
+                qty = Some(map.next_value()?);
+                true
+            }
+            _ => false,
+        })
+    })?;
+    Ok(Item::Object { item_id, sku, qty })
+});
+
+/// `items`: an array of items, or any other value (kept to describe it).
+impl<'de> Deserialize<'de> for Items<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Items<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut list = Vec::with_capacity(seq.size_hint().unwrap_or(4).min(64));
+                while let Some(item) = seq.next_element()? {
+                    list.push(item);
+                }
+                Ok(Items::List(list))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                NodeVisitor.visit_map(map).map(Items::Other)
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                NodeVisitor.visit_bool(v).map(Items::Other)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                NodeVisitor.visit_i64(v).map(Items::Other)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                NodeVisitor.visit_u64(v).map(Items::Other)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                NodeVisitor.visit_f64(v).map(Items::Other)
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                NodeVisitor.visit_borrowed_str(v).map(Items::Other)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                NodeVisitor.visit_str(v).map(Items::Other)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                NodeVisitor.visit_unit().map(Items::Other)
+            }
+        }
+        deserializer.deserialize_any(V)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    fn parse(payload: Value) -> Result<CheckStockRequest, PayloadError> {
+        parse_check_stock(&serde_json::to_vec(&payload).unwrap())
+    }
 
     fn message(payload: Value) -> String {
-        parse_check_stock(&payload).unwrap_err().to_string()
+        parse(payload).unwrap_err().to_string()
     }
 
     #[test]
@@ -188,7 +475,7 @@ mod tests {
 
     #[test]
     fn accepts_numbers_sent_as_strings() {
-        let request = parse_check_stock(&json!({"data": {"cart_id": 42, "items": [
+        let request = parse(json!({"data": {"cart_id": 42, "items": [
             {"item_id": 1, "sku": "MS-01", "qty": "2"},
             {"item_id": "2", "sku": "MS-02", "qty": 1.5}
         ]}}))
@@ -254,5 +541,27 @@ mod tests {
             message(json!({"data": {"cart_id": true, "items": [{"sku": "A", "qty": 1}]}})),
             "invalid parameter 'data.cart_id': expected a string or a number, got true"
         );
+    }
+}
+
+#[cfg(test)]
+mod document_tests {
+    use super::*;
+
+    #[test]
+    fn malformed_json_is_reported_with_its_position() {
+        assert_eq!(
+            parse_check_stock(b"{\"data\": ").unwrap_err().to_string(),
+            "malformed JSON body: EOF while parsing a value at line 1 column 9"
+        );
+        assert!(parse_check_stock(b"").is_err());
+    }
+
+    #[test]
+    fn escaped_strings_and_duplicate_keys_behave_like_json() {
+        let body = br#"{"data":{"cart_id":"c\u0031","items":[{"sku":"A\"B","qty":1,"sku":"Z"}]}}"#;
+        let request = parse_check_stock(body).unwrap();
+        assert_eq!(request.cart_id, "c1");
+        assert_eq!(request.items[0].sku, "Z", "the last duplicate key wins");
     }
 }

@@ -8,9 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
@@ -49,12 +48,10 @@ pub fn router(state: Arc<AppState>, webhook_path: &str) -> Router {
         .with_state(state)
 }
 
-async fn check_stock(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    Json(state.check_stock.answer(&headers, body).await).into_response()
+/// Takes the request whole: the `HeaderMap` extractor would clone the headers.
+async fn check_stock(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    Json(state.check_stock.answer(&parts.headers, body).await).into_response()
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, &'static str) {
