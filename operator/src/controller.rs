@@ -7,19 +7,25 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::runtime::controller::Controller;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::reflector::{ObjectRef, Store, reflector, store::Writer};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::children::{self, Reference};
+use crate::live::ChildWriters;
 use crate::reconciler::{Context, error_policy, reconcile};
 use crate::resource::CommerceWebhook;
 
 /// Only children carry this label; watching with it keeps the operator from caching
 /// every Deployment and Service of the cluster.
 const CHILD_SELECTOR: &str = "app.kubernetes.io/managed-by=commerce-webhook-operator";
+
+/// Reconciles in flight at once. Unbounded, a burst of resources holds a reconcile
+/// (and its requests and buffers) for each of them and floods the API server;
+/// bounded, they queue here and each one finishes sooner.
+const RECONCILE_CONCURRENCY: u16 = 32;
 
 /// Which namespaces the operator manages.
 #[derive(Debug, Clone)]
@@ -41,8 +47,12 @@ impl Scope {
 }
 
 /// Runs the controller until `shutdown` completes.
+/// `writers` are the ones `Context::new` returned with `context`: the Deployment and
+/// Service watches fill the reconciler's caches before they trigger it, so a
+/// reconcile never sees a child older than the event that woke it.
 pub async fn run(
     context: Arc<Context>,
+    writers: ChildWriters,
     scope: Scope,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
@@ -51,11 +61,22 @@ pub async fn run(
     let controller = Controller::new(
         scope.api::<CommerceWebhook>(&client),
         watcher::Config::default(),
-    );
+    )
+    .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY));
     let store = controller.store();
+    let deployments = cached_watch(
+        writers.deployments,
+        scope.api::<Deployment>(&client),
+        children.clone(),
+    );
+    let services = cached_watch(
+        writers.services,
+        scope.api::<Service>(&client),
+        children.clone(),
+    );
     controller
-        .owns(scope.api::<Deployment>(&client), children.clone())
-        .owns(scope.api::<Service>(&client), children.clone())
+        .owns_stream(deployments)
+        .owns_stream(services)
         .owns(scope.api::<Ingress>(&client), children)
         .watches(scope.api::<Secret>(&client), watcher::Config::default(), referencing(store.clone()))
         .watches(scope.api::<ConfigMap>(&client), watcher::Config::default(), referencing(store))
@@ -71,6 +92,30 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// A watch that keeps `writer`'s cache (without managed fields, which only cost
+/// memory here) and yields every touched object once it is cached.
+fn cached_watch<K>(
+    writer: Writer<K>,
+    api: Api<K>,
+    config: watcher::Config,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let stream = watcher(api, config)
+        .default_backoff()
+        .modify(|object: &mut K| {
+            object.meta_mut().managed_fields = None;
+        });
+    reflector(writer, stream).touched_objects()
 }
 
 /// Maps a changed Secret or ConfigMap to the resources in its namespace that

@@ -6,6 +6,7 @@ pub mod children;
 pub mod commerce_config;
 pub mod controller;
 pub mod leader;
+pub mod live;
 pub mod metrics;
 pub mod reconciler;
 pub mod references;

@@ -209,7 +209,8 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
     let defaults = Defaults {
         image: args.webhook_image.clone(),
     };
-    let context = Arc::new(Context::new(client, defaults, recorder, metrics.clone()));
+    let (context, writers) = Context::new(client, defaults, recorder, metrics.clone());
+    let context = Arc::new(context);
     let scope = match &args.watch_namespace {
         Some(namespace) => Scope::Namespace(namespace.clone()),
         None => Scope::Cluster,
@@ -219,12 +220,12 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
     match &lease {
         Some(lease) => {
             tokio::select! {
-                () = controller::run(context, scope, until_stopped()) => {}
+                () = controller::run(context, writers, scope, until_stopped()) => {}
                 () = lease.hold() => lost = true,
             }
             lease.release().await;
         }
-        None => controller::run(context, scope, until_stopped()).await,
+        None => controller::run(context, writers, scope, until_stopped()).await,
     }
     metrics.set_leading(false);
     let _ = stop.send(true);

@@ -15,7 +15,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -23,6 +23,7 @@ use serde_json::json;
 use thiserror::Error;
 
 use crate::children::{self, Defaults, SpecError};
+use crate::live::{self, Applied, ChildWriters, LiveChildren};
 use crate::metrics::Metrics;
 use crate::references::{self, ReferenceError};
 use crate::resource::{CommerceWebhook, CommerceWebhookStatus};
@@ -64,19 +65,31 @@ pub struct Context {
     pub defaults: Defaults,
     pub recorder: Recorder,
     pub metrics: Metrics,
+    live: LiveChildren,
+    applied: Applied,
     /// Consecutive failures by resource, for exponential back-off.
     failures: Mutex<HashMap<ObjectRef<CommerceWebhook>, u32>>,
 }
 
 impl Context {
-    pub fn new(client: Client, defaults: Defaults, recorder: Recorder, metrics: Metrics) -> Self {
-        Context {
+    /// The context, and the writers of its child caches that `controller::run` drives.
+    pub fn new(
+        client: Client,
+        defaults: Defaults,
+        recorder: Recorder,
+        metrics: Metrics,
+    ) -> (Self, ChildWriters) {
+        let (live, writers) = live::caches();
+        let context = Context {
             client,
             defaults,
             recorder,
             metrics,
+            live,
+            applied: Applied::default(),
             failures: Mutex::default(),
-        }
+        };
+        (context, writers)
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<CommerceWebhook>, u32>> {
@@ -130,7 +143,7 @@ async fn reconcile_resource(cwh: &CommerceWebhook, ctx: &Context) -> Result<Acti
     };
 
     if !cwh.spec.enabled {
-        let removed = remove_children(ctx, &namespace, &name).await?;
+        let removed = !disabled_already(cwh) && remove_children(ctx, &namespace, &name).await?;
         if removed {
             publish(
                 ctx,
@@ -178,30 +191,6 @@ async fn reconcile_resource(cwh: &CommerceWebhook, ctx: &Context) -> Result<Acti
             return Err(error);
         }
     };
-    match change {
-        Change::Created => {
-            publish(
-                ctx,
-                cwh,
-                EventType::Normal,
-                "Created",
-                "Created the webhook's Deployment and Service",
-            )
-            .await
-        }
-        Change::Updated => {
-            publish(
-                ctx,
-                cwh,
-                EventType::Normal,
-                "Updated",
-                "Updated the webhook's workload",
-            )
-            .await
-        }
-        Change::Unchanged => {}
-    }
-
     let (reason, ready_replicas, message) =
         status::deployment_readiness(&deployment, cwh.spec.workload.replicas);
     let observation = Observation {
@@ -210,7 +199,22 @@ async fn reconcile_resource(cwh: &CommerceWebhook, ctx: &Context) -> Result<Acti
         external_url: children::external_url(cwh),
         ..observe(reason, message)
     };
-    update_status(ctx, cwh, observation).await?;
+    // The event and the status are independent writes: send them together.
+    let event = async {
+        match change {
+            Change::Created => {
+                let note = "Created the webhook's Deployment and Service";
+                publish(ctx, cwh, EventType::Normal, "Created", note).await
+            }
+            Change::Updated => {
+                let note = "Updated the webhook's workload";
+                publish(ctx, cwh, EventType::Normal, "Updated", note).await
+            }
+            Change::Unchanged => {}
+        }
+    };
+    let ((), status) = tokio::join!(event, update_status(ctx, cwh, observation));
+    status?;
     Ok(Action::requeue(RESYNC))
 }
 
@@ -228,7 +232,9 @@ async fn invalid_spec(
     Ok(Action::await_change())
 }
 
-/// Applies Deployment, Service and (if wanted) Ingress; removes an Ingress no longer wanted.
+/// Applies Deployment, Service and (if wanted) Ingress concurrently, and removes an
+/// Ingress this resource no longer wants. Returns the applied Deployment and what
+/// changed, judged from the apply responses alone (no extra reads).
 async fn apply_children(
     ctx: &Context,
     namespace: &str,
@@ -236,74 +242,92 @@ async fn apply_children(
     cwh: &CommerceWebhook,
     deployment: &Deployment,
 ) -> Result<(Deployment, Change), Error> {
-    let (deployment, deployment_change) = apply(
-        &Api::namespaced(ctx.client.clone(), namespace),
-        name,
-        deployment,
-    )
-    .await?;
-    let (_, service_change) = apply::<Service>(
-        &Api::namespaced(ctx.client.clone(), namespace),
-        name,
-        &children::service(cwh),
-    )
-    .await?;
-    let ingress_change = match children::ingress(cwh) {
-        Some(ingress) => {
-            apply::<Ingress>(
-                &Api::namespaced(ctx.client.clone(), namespace),
-                name,
-                &ingress,
-            )
-            .await?
-            .1
-        }
-        None => {
-            let api: Api<Ingress> = Api::namespaced(ctx.client.clone(), namespace);
-            if delete(&api, name).await? {
-                Change::Updated
-            } else {
-                Change::Unchanged
-            }
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
+    let ingresses: Api<Ingress> = Api::namespaced(ctx.client.clone(), namespace);
+    let service = children::service(cwh);
+    let ingress = async {
+        match children::ingress(cwh) {
+            Some(ingress) => apply(&ingresses, name, &ingress).await.map(drop),
+            // Only an Ingress this resource had (its status shows the external URL).
+            None if had_ingress(cwh) => delete(&ingresses, name).await.map(drop),
+            None => Ok(()),
         }
     };
-    let change = match (deployment_change, service_change, ingress_change) {
-        (Change::Created, _, _) => Change::Created,
-        (Change::Unchanged, Change::Unchanged, Change::Unchanged) => Change::Unchanged,
-        _ => Change::Updated,
+    let ((deployment, applied), _, ()) = tokio::try_join!(
+        apply_if_changed(ctx, &ctx.live.deployments, &deployments, name, deployment),
+        apply_if_changed(ctx, &ctx.live.services, &services, name, &service),
+        ingress
+    )?;
+    let change = if applied {
+        workload_change(&deployment, cwh)
+    } else {
+        Change::Unchanged
     };
     Ok((deployment, change))
 }
 
-async fn apply<K>(api: &Api<K>, name: &str, object: &K) -> Result<(K, Change), Error>
+/// Applies `desired` unless it is what was last applied and the cached live child
+/// is still the version that apply produced. Returns the child and whether it applied.
+async fn apply_if_changed<K>(
+    ctx: &Context,
+    cache: &Store<K>,
+    api: &Api<K>,
+    name: &str,
+    desired: &K,
+) -> Result<(K, bool), Error>
 where
     K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
 {
-    let kind = K::kind(&()).into_owned();
-    let fail = |source| Error::Apply {
-        kind: kind_name(&kind),
-        name: name.to_owned(),
-        source,
-    };
-    let before = api.get_metadata_opt(name).await.map_err(fail)?;
+    let namespace = desired.meta().namespace.clone().unwrap_or_default();
+    let key = (kind_name(&K::kind(&())), namespace.clone(), name.to_owned());
+    let wanted = live::digest(desired);
+    if let Some(live) = cache.get(&ObjectRef::new(name).within(&namespace))
+        && ctx
+            .applied
+            .is_current(&key, &wanted, &live::version(live.meta()))
+    {
+        return Ok(((*live).clone(), false));
+    }
+    let result = apply(api, name, desired).await?;
+    ctx.applied
+        .record(key, wanted, live::version(result.meta()));
+    Ok((result, true))
+}
+
+fn had_ingress(cwh: &CommerceWebhook) -> bool {
+    cwh.status
+        .as_ref()
+        .is_some_and(|s| s.external_url.is_some())
+}
+
+/// A Deployment this apply created has generation 1 and has not been observed by
+/// its controller (and the resource had no URL yet); one whose spec this apply
+/// changed has a generation its controller has not observed yet.
+fn workload_change(applied: &Deployment, cwh: &CommerceWebhook) -> Change {
+    let generation = applied.metadata.generation;
+    let observed = applied.status.as_ref().and_then(|s| s.observed_generation);
+    let deployed_before = cwh.status.as_ref().is_some_and(|s| s.url.is_some());
+    match (generation, observed) {
+        (Some(1), None) if !deployed_before => Change::Created,
+        (Some(generation), Some(observed)) if generation > observed => Change::Updated,
+        (Some(_), None) => Change::Updated,
+        _ => Change::Unchanged,
+    }
+}
+
+async fn apply<K>(api: &Api<K>, name: &str, object: &K) -> Result<K, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
+{
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    let after = api
-        .patch(name, &params, &Patch::Apply(object))
+    api.patch(name, &params, &Patch::Apply(object))
         .await
-        .map_err(fail)?;
-    // Objects with a generation (Deployments) count a spec change only: their
-    // resourceVersion also moves with every status update of their own controller.
-    let version =
-        |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| match meta.generation {
-            Some(generation) => generation.to_string(),
-            None => meta.resource_version.clone().unwrap_or_default(),
-        };
-    let change = match before {
-        None => Change::Created,
-        Some(before) if version(&before.metadata) != version(after.meta()) => Change::Updated,
-        Some(_) => Change::Unchanged,
-    };
-    Ok((after, change))
+        .map_err(|source| Error::Apply {
+            kind: kind_name(&K::kind(&())),
+            name: name.to_owned(),
+            source,
+        })
 }
 
 fn kind_name(kind: &str) -> &'static str {
@@ -331,13 +355,32 @@ where
     }
 }
 
+/// Deletes the children; true if any existed.
 async fn remove_children(ctx: &Context, namespace: &str, name: &str) -> Result<bool, Error> {
-    let client = &ctx.client;
-    let ingress = delete::<Ingress>(&Api::namespaced(client.clone(), namespace), name).await?;
-    let service = delete::<Service>(&Api::namespaced(client.clone(), namespace), name).await?;
-    let deployment =
-        delete::<Deployment>(&Api::namespaced(client.clone(), namespace), name).await?;
+    let ingresses: Api<Ingress> = Api::namespaced(ctx.client.clone(), namespace);
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
+    let (ingress, service, deployment) = tokio::try_join!(
+        delete(&ingresses, name),
+        delete(&services, name),
+        delete(&deployments, name),
+    )?;
+    for kind in ["Deployment", "Service"] {
+        ctx.applied
+            .forget(&(kind, namespace.to_owned(), name.to_owned()));
+    }
     Ok(ingress || service || deployment)
+}
+
+/// Already reported disabled for this generation: its children were removed then.
+fn disabled_already(cwh: &CommerceWebhook) -> bool {
+    cwh.status.as_ref().is_some_and(|status| {
+        status.observed_generation == cwh.metadata.generation
+            && status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == status::READY && c.reason == Reason::Disabled.as_str())
+    })
 }
 
 /// Writes the status if it changed; true if it was written.

@@ -169,10 +169,10 @@ impl Operator {
             image: TEST_IMAGE.to_owned(),
         };
         let metrics = Metrics::default();
-        let context =
-            std::sync::Arc::new(Context::new(client, defaults, recorder, metrics.clone()));
+        let (context, writers) = Context::new(client, defaults, recorder, metrics.clone());
+        let context = std::sync::Arc::new(context);
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(controller::run(context, scope, async {
+        let task = tokio::spawn(controller::run(context, writers, scope, async {
             let _ = stopped.await;
         }));
         Operator {
@@ -273,11 +273,14 @@ pub fn repo_path(relative: &str) -> std::path::PathBuf {
 /// (`cargo test --workspace` and `scripts/test.sh` build them).
 pub fn workspace_binary(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target directory");
-    let path = dir.join(name);
+    // Tests run from target/<profile>/deps, binaries from target/<profile>.
+    let dir = exe.parent().expect("executable directory");
+    let candidates = [Some(dir.join(name)), dir.parent().map(|up| up.join(name))];
+    let path = candidates
+        .into_iter()
+        .flatten()
+        .find(|candidate| candidate.exists())
+        .unwrap_or_else(|| dir.join(name));
     assert!(
         path.exists(),
         "{} not found: build it first (`cargo build --workspace --bins`, as scripts/test.sh does)",

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Operator benchmark: a fresh local control plane, N CommerceWebhooks through the
+# operator (a separate process, for its RSS) against a direct client doing the same
+# Deployment/Service writes, in the same run.
+#
+#   scripts/bench-operator.sh [N]        (default 1000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CWO_CLUSTER_NAME=bench-$$
+trap 'bash scripts/local-cluster.sh down >/dev/null 2>&1 || true' EXIT INT TERM
+cargo build -q --workspace --bins
+bash scripts/local-cluster.sh up >/dev/null
+eval "$(bash scripts/local-cluster.sh env)"
+target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug
+"$target/bench-operator" "${1:-1000}"
