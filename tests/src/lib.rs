@@ -308,3 +308,13 @@ pub fn tool(program: &str, args: &[&str]) -> Result<String, String> {
         ))
     }
 }
+
+/// A child process killed when dropped, so a failing test leaves nothing running.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -5,7 +5,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use commerce_webhook_operator::resource::CommerceWebhook;
-use e2e::{TestNamespace, mark_pods_ready, repo_path, tool, wait_for, workspace_binary};
+use e2e::{
+    KillOnDrop, TestNamespace, mark_pods_ready, repo_path, tool, wait_for, workspace_binary,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Secret, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -194,7 +196,7 @@ async fn helm_install_runs_the_operator_under_the_charts_rbac() {
     let kubeconfig = service_account_kubeconfig(&ns, &account, &dir).await;
     let log_path = dir.join("operator.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut operator = std::process::Command::new(workspace_binary("commerce-webhook-operator"))
+    let operator = std::process::Command::new(workspace_binary("commerce-webhook-operator"))
         .args([
             "run",
             "--watch-namespace",
@@ -208,6 +210,7 @@ async fn helm_install_runs_the_operator_under_the_charts_rbac() {
         .stderr(log)
         .spawn()
         .expect("start the operator binary");
+    let operator = KillOnDrop(operator);
 
     let example = repo_path("examples/check-stock.yaml").display().to_string();
     tool("kubectl", &["apply", "-n", &ns.name, "-f", &example]).unwrap();
@@ -252,8 +255,7 @@ async fn helm_install_runs_the_operator_under_the_charts_rbac() {
     )
     .await;
 
-    let _ = operator.kill();
-    let _ = operator.wait();
+    drop(operator);
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(
         !log.to_lowercase().contains("forbidden"),

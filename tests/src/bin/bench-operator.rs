@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use commerce_webhook_operator::children::{self, Defaults};
 use commerce_webhook_operator::resource::{CommerceWebhook, CommerceWebhookSpec};
-use e2e::{TestNamespace, install_crd, wait_for, workspace_binary};
+use e2e::{KillOnDrop, TestNamespace, install_crd, wait_for, workspace_binary};
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
@@ -98,7 +98,7 @@ const SINGLE: usize = 50;
 async fn through_operator(ns: &TestNamespace, count: usize) -> OperatorRun {
     let log = std::fs::File::create(std::env::temp_dir().join(format!("{}-operator.log", ns.name)))
         .expect("log");
-    let mut operator = std::process::Command::new(workspace_binary("commerce-webhook-operator"))
+    let operator = std::process::Command::new(workspace_binary("commerce-webhook-operator"))
         .args([
             "run",
             "--watch-namespace",
@@ -114,7 +114,8 @@ async fn through_operator(ns: &TestNamespace, count: usize) -> OperatorRun {
         .stderr(log)
         .spawn()
         .expect("start the operator");
-    let pid = operator.id();
+    let operator = KillOnDrop(operator);
+    let pid = operator.0.id();
 
     // When each Service (the last child applied) first appears.
     let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -208,8 +209,7 @@ async fn through_operator(ns: &TestNamespace, count: usize) -> OperatorRun {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0);
-    let _ = operator.kill();
-    let _ = operator.wait();
+    drop(operator);
     watch.abort();
 
     let seen = seen.lock().expect("lock");
