@@ -318,3 +318,20 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// The operator binary, ready to run for one namespace with the test image as its
+/// default; callers add their environment (KUBECONFIG, LOG_LEVEL) and spawn it.
+pub fn operator_command(namespace: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(workspace_binary("commerce-webhook-operator"));
+    command
+        .args([
+            "run",
+            "--watch-namespace",
+            namespace,
+            "--metrics-address",
+            "127.0.0.1:0",
+        ])
+        .env("WEBHOOK_IMAGE", TEST_IMAGE)
+        .stdout(std::process::Stdio::null());
+    command
+}

@@ -1,12 +1,11 @@
 //! The Helm chart: lint and template for default and non-default values, values
 //! rejected by its schema, and a real install whose RBAC the operator runs under.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use commerce_webhook_operator::resource::CommerceWebhook;
 use e2e::{
-    KillOnDrop, TestNamespace, mark_pods_ready, repo_path, tool, wait_for, workspace_binary,
+    KillOnDrop, TestNamespace, mark_pods_ready, operator_command, repo_path, tool, wait_for,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Secret, ServiceAccount};
@@ -196,17 +195,9 @@ async fn helm_install_runs_the_operator_under_the_charts_rbac() {
     let kubeconfig = service_account_kubeconfig(&ns, &account, &dir).await;
     let log_path = dir.join("operator.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let operator = std::process::Command::new(workspace_binary("commerce-webhook-operator"))
-        .args([
-            "run",
-            "--watch-namespace",
-            &ns.name,
-            "--metrics-address",
-            "127.0.0.1:0",
-        ])
+    let operator = operator_command(&ns.name)
         .env("KUBECONFIG", &kubeconfig)
         .env("LOG_LEVEL", "info")
-        .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .expect("start the operator binary");

@@ -9,6 +9,7 @@ use commerce_webhook_operator::resource::CommerceWebhook;
 use e2e::{Operator, TestNamespace, install_crd, mark_pods_ready, wait_for};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Secret, Service};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -42,18 +43,43 @@ async fn setup(prefix: &str) -> (TestNamespace, Operator) {
     (ns, operator)
 }
 
+/// A namespace with the operator, the Secret and the webhook applied, and the
+/// webhook's Deployment once it exists.
+async fn deployed(prefix: &str) -> (TestNamespace, Operator, Deployment) {
+    let (ns, operator) = setup(prefix).await;
+    ns.apply_yaml::<Secret>(SECRET).await.unwrap();
+    ns.apply_yaml::<CommerceWebhook>(WEBHOOK).await.unwrap();
+    let deployment = deployment(&ns).await;
+    (ns, operator, deployment)
+}
+
+fn ready_condition(cwh: &CommerceWebhook) -> Option<&Condition> {
+    cwh.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+}
+
+/// Waits until the webhook's Deployment and Service are gone.
+async fn children_gone(ns: &TestNamespace, what: &str) {
+    let deployments = ns.api::<Deployment>();
+    let services = ns.api::<Service>();
+    wait_for(what, WAIT, || async {
+        let gone = deployments.get_opt("check-stock").await.ok()?.is_none()
+            && services.get_opt("check-stock").await.ok()?.is_none();
+        gone.then_some(())
+    })
+    .await;
+}
+
 /// Waits until the resource's Ready condition has `reason`, and returns the resource.
 async fn wait_for_reason(ns: &TestNamespace, name: &str, reason: &str) -> CommerceWebhook {
     let api = ns.api::<CommerceWebhook>();
     let what = format!("CommerceWebhook {name} to report {reason}");
     wait_for(&what, WAIT, || async {
         let cwh = api.get(name).await.ok()?;
-        let ready = cwh
-            .status
-            .as_ref()?
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Ready")?;
+        let ready = ready_condition(&cwh)?;
         (ready.reason == reason).then_some(cwh.clone())
     })
     .await
@@ -88,12 +114,7 @@ async fn mark_ready_and_wait(ns: &TestNamespace) -> CommerceWebhook {
     wait_for("Ready=True after pods are marked ready", WAIT, || async {
         mark_pods_ready(&ns.client, &ns.name, SELECTOR).await;
         let cwh = api.get("check-stock").await.ok()?;
-        let ready = cwh
-            .status
-            .as_ref()?
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Ready")?;
+        let ready = ready_condition(&cwh)?;
         (ready.status == "True").then_some(cwh.clone())
     })
     .await
@@ -215,10 +236,7 @@ async fn deploys_inputs_and_secret_references_and_reports_readiness() {
 
 #[tokio::test]
 async fn disabling_removes_the_workload_and_enabling_restores_it() {
-    let (ns, _operator) = setup("enable").await;
-    ns.apply_yaml::<Secret>(SECRET).await.unwrap();
-    ns.apply_yaml::<CommerceWebhook>(WEBHOOK).await.unwrap();
-    deployment(&ns).await;
+    let (ns, _operator, _) = deployed("enable").await;
 
     let api = ns.api::<CommerceWebhook>();
     let set_enabled = |enabled: bool| {
@@ -239,14 +257,7 @@ async fn disabling_removes_the_workload_and_enabling_restores_it() {
         disabled.status.as_ref().unwrap().conditions[0].status,
         "False"
     );
-    let deployments = ns.api::<Deployment>();
-    let services = ns.api::<Service>();
-    wait_for("Deployment and Service removed", WAIT, || async {
-        let gone = deployments.get_opt("check-stock").await.ok()?.is_none()
-            && services.get_opt("check-stock").await.ok()?.is_none();
-        gone.then_some(())
-    })
-    .await;
+    children_gone(&ns, "Deployment and Service removed").await;
     assert!(
         disabled.status.unwrap().url.is_none(),
         "no URL while disabled"
@@ -254,6 +265,7 @@ async fn disabling_removes_the_workload_and_enabling_restores_it() {
 
     set_enabled(true).await;
     deployment(&ns).await;
+    let services = ns.api::<Service>();
     wait_for("the Service back", WAIT, || async {
         services.get_opt("check-stock").await.ok().flatten()
     })
@@ -263,10 +275,7 @@ async fn disabling_removes_the_workload_and_enabling_restores_it() {
 
 #[tokio::test]
 async fn repairs_deleted_and_hand_edited_children() {
-    let (ns, _operator) = setup("repair").await;
-    ns.apply_yaml::<Secret>(SECRET).await.unwrap();
-    ns.apply_yaml::<CommerceWebhook>(WEBHOOK).await.unwrap();
-    let first = deployment(&ns).await;
+    let (ns, _operator, first) = deployed("repair").await;
 
     let deployments = ns.api::<Deployment>();
     deployments
@@ -302,10 +311,8 @@ async fn repairs_deleted_and_hand_edited_children() {
 
 #[tokio::test]
 async fn changing_a_referenced_secret_rolls_the_pods() {
-    let (ns, _operator) = setup("rollout").await;
-    ns.apply_yaml::<Secret>(SECRET).await.unwrap();
-    ns.apply_yaml::<CommerceWebhook>(WEBHOOK).await.unwrap();
-    let before = config_hash(&deployment(&ns).await);
+    let (ns, _operator, first) = deployed("rollout").await;
+    let before = config_hash(&first);
 
     ns.api::<Secret>()
         .patch(
@@ -338,22 +345,12 @@ async fn changing_a_referenced_secret_rolls_the_pods() {
 
 #[tokio::test]
 async fn deleting_the_resource_garbage_collects_its_children() {
-    let (ns, _operator) = setup("delete").await;
-    ns.apply_yaml::<Secret>(SECRET).await.unwrap();
-    ns.apply_yaml::<CommerceWebhook>(WEBHOOK).await.unwrap();
-    deployment(&ns).await;
+    let (ns, _operator, _) = deployed("delete").await;
     ns.api::<CommerceWebhook>()
         .delete("check-stock", &DeleteParams::background())
         .await
         .unwrap();
-    let deployments = ns.api::<Deployment>();
-    let services = ns.api::<Service>();
-    wait_for("children garbage-collected", WAIT, || async {
-        let gone = deployments.get_opt("check-stock").await.ok()?.is_none()
-            && services.get_opt("check-stock").await.ok()?.is_none();
-        gone.then_some(())
-    })
-    .await;
+    children_gone(&ns, "children garbage-collected").await;
 }
 
 #[tokio::test]
@@ -476,10 +473,7 @@ async fn the_api_server_rejects_invalid_resources_with_readable_messages() {
 
 #[tokio::test]
 async fn an_operator_restart_converges_and_a_resync_writes_nothing() {
-    let (ns, operator) = setup("restart").await;
-    ns.apply_yaml::<Secret>(SECRET).await.unwrap();
-    ns.apply_yaml::<CommerceWebhook>(WEBHOOK).await.unwrap();
-    deployment(&ns).await;
+    let (ns, operator, _) = deployed("restart").await;
     operator.stop().await;
 
     // Changed while no operator runs.

@@ -311,9 +311,11 @@ fn visit_fields<'de, A: MapAccess<'de>>(
     Ok(())
 }
 
-/// Deserializes objects with `on_object`, anything else as a described [`Node`].
-macro_rules! object_or_node {
-    ($ty:ident, $other:expr, |$map:ident| $on_object:block) => {
+/// `Deserialize` for a document node that keeps what `containers` (its `visit_map`
+/// and `visit_seq`) make of objects and arrays, and turns every scalar into
+/// `$other(Node)`, so a wrong type can still be described.
+macro_rules! deserialize_node {
+    ($ty:ident, $other:expr, { $($containers:tt)* }) => {
         impl<'de> Deserialize<'de> for $ty<'de> {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 struct V;
@@ -322,10 +324,7 @@ macro_rules! object_or_node {
                     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                         f.write_str("any JSON value")
                     }
-                    fn visit_map<A: MapAccess<'de>>(self, mut $map: A) -> Result<Self::Value, A::Error> $on_object
-                    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-                        NodeVisitor.visit_seq(seq).map($other)
-                    }
+                    $($containers)*
                     fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> { NodeVisitor.visit_bool(v).map($other) }
                     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> { NodeVisitor.visit_i64(v).map($other) }
                     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> { NodeVisitor.visit_u64(v).map($other) }
@@ -340,101 +339,72 @@ macro_rules! object_or_node {
     };
 }
 
-object_or_node!(Envelope, |_| Envelope { data: None }, |map| {
-    let mut data = None;
-    visit_fields(&mut map, |key, map| {
-        Ok(key == "data" && {
-            data = Some(map.next_value()?);
-            true
-        })
-    })?;
-    Ok(Envelope { data })
-});
-
-object_or_node!(Data, |_| Data::Other, |map| {
-    let (mut cart_id, mut items) = (None, None);
-    visit_fields(&mut map, |key, map| {
-        Ok(match key {
-            "cart_id" => {
-                cart_id = Some(map.next_value()?);
+deserialize_node!(Envelope, |_| Envelope { data: None }, {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut data = None;
+        visit_fields(&mut map, |key, map| {
+            Ok(key == "data" && {
+                data = Some(map.next_value()?);
                 true
-            }
-            "items" => {
-                items = Some(map.next_value()?);
-                true
-            }
-            _ => false,
-        })
-    })?;
-    Ok(Data::Object { cart_id, items })
-});
-
-object_or_node!(Item, Item::Other, |map| {
-    let (mut item_id, mut sku, mut qty) = (None, None, None);
-    visit_fields(&mut map, |key, map| {
-        Ok(match key {
-            "item_id" => {
-                item_id = Some(map.next_value()?);
-                true
-            }
-            "sku" => {
-                sku = Some(map.next_value()?);
-                true
-            }
-            "qty" => {
-                qty = Some(map.next_value()?);
-                true
-            }
-            _ => false,
-        })
-    })?;
-    Ok(Item::Object { item_id, sku, qty })
-});
-
-/// `items`: an array of items, or any other value (kept to describe it).
-impl<'de> Deserialize<'de> for Items<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Items<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut list = Vec::with_capacity(seq.size_hint().unwrap_or(4).min(64));
-                while let Some(item) = seq.next_element()? {
-                    list.push(item);
-                }
-                Ok(Items::List(list))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                NodeVisitor.visit_map(map).map(Items::Other)
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-                NodeVisitor.visit_bool(v).map(Items::Other)
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                NodeVisitor.visit_i64(v).map(Items::Other)
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                NodeVisitor.visit_u64(v).map(Items::Other)
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-                NodeVisitor.visit_f64(v).map(Items::Other)
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                NodeVisitor.visit_borrowed_str(v).map(Items::Other)
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                NodeVisitor.visit_str(v).map(Items::Other)
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                NodeVisitor.visit_unit().map(Items::Other)
-            }
-        }
-        deserializer.deserialize_any(V)
+            })
+        })?;
+        Ok(Envelope { data })
     }
-}
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        NodeVisitor.visit_seq(seq).map(|_| Envelope { data: None })
+    }
+});
+
+deserialize_node!(Data, |_| Data::Other, {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut cart_id, mut items) = (None, None);
+        visit_fields(&mut map, |key, map| {
+            match key {
+                "cart_id" => cart_id = Some(map.next_value()?),
+                "items" => items = Some(map.next_value()?),
+                _ => return Ok(false),
+            }
+            Ok(true)
+        })?;
+        Ok(Data::Object { cart_id, items })
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        NodeVisitor.visit_seq(seq).map(|_| Data::Other)
+    }
+});
+
+deserialize_node!(Item, Item::Other, {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut item_id, mut sku, mut qty) = (None, None, None);
+        visit_fields(&mut map, |key, map| {
+            match key {
+                "item_id" => item_id = Some(map.next_value()?),
+                "sku" => sku = Some(map.next_value()?),
+                "qty" => qty = Some(map.next_value()?),
+                _ => return Ok(false),
+            }
+            Ok(true)
+        })?;
+        Ok(Item::Object { item_id, sku, qty })
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        NodeVisitor.visit_seq(seq).map(Item::Other)
+    }
+});
+
+// `items`: an array of items, or any other value (kept to describe it).
+deserialize_node!(Items, Items::Other, {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut list = Vec::with_capacity(seq.size_hint().unwrap_or(4).min(64));
+        while let Some(item) = seq.next_element()? {
+            list.push(item);
+        }
+        Ok(Items::List(list))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        NodeVisitor.visit_map(map).map(Items::Other)
+    }
+});
 
 #[cfg(test)]
 mod tests {

@@ -250,15 +250,7 @@ async fn back_office_failures_follow_the_policy() {
         exception(fallback),
         "refused connection, default policy deny"
     );
-    let metrics = service
-        .client
-        .get(service.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = service.metrics().await;
     assert!(
         metrics.contains("commerce_webhook_backoffice_failures_total{reason=\"unreachable\"} 1"),
         "{metrics}"
@@ -286,15 +278,7 @@ async fn the_deadline_cuts_a_back_office_slower_than_its_own_timeout() {
     .await;
     let (_, answer) = service.check(&cart(json!([{"sku": "A", "qty": 1}]))).await;
     assert_eq!(answer, exception("too slow"));
-    let metrics = service
-        .client
-        .get(service.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = service.metrics().await;
     assert!(
         metrics.contains("commerce_webhook_requests_total{outcome=\"deadline_denied\"} 1"),
         "{metrics}"

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use commerce_webhook_operator::children::{self, Defaults};
 use commerce_webhook_operator::resource::{CommerceWebhook, CommerceWebhookSpec};
-use e2e::{KillOnDrop, TestNamespace, install_crd, wait_for, workspace_binary};
+use e2e::{KillOnDrop, TestNamespace, install_crd, operator_command, wait_for};
 use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
@@ -98,15 +98,7 @@ const SINGLE: usize = 50;
 async fn through_operator(ns: &TestNamespace, count: usize) -> OperatorRun {
     let log = std::fs::File::create(std::env::temp_dir().join(format!("{}-operator.log", ns.name)))
         .expect("log");
-    let operator = std::process::Command::new(workspace_binary("commerce-webhook-operator"))
-        .args([
-            "run",
-            "--watch-namespace",
-            &ns.name,
-            "--metrics-address",
-            "127.0.0.1:0",
-        ])
-        .env("WEBHOOK_IMAGE", e2e::TEST_IMAGE)
+    let operator = operator_command(&ns.name)
         .env(
             "LOG_LEVEL",
             std::env::var("BENCH_OPERATOR_LOG").unwrap_or_else(|_| "warn".into()),

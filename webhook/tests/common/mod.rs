@@ -91,6 +91,17 @@ impl Service {
         (status, json)
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let response = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics answer");
+        response.text().await.expect("metrics body")
+    }
+
     /// Asks the server to shut down (as SIGTERM would).
     pub fn shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
