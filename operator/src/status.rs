@@ -103,3 +103,86 @@ pub fn status(
         external_url: observation.external_url,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::DeploymentStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn observation(reason: Reason) -> Observation {
+        Observation {
+            generation: Some(3),
+            reason,
+            message: "m".into(),
+            ready_replicas: 0,
+            url: None,
+            external_url: None,
+        }
+    }
+
+    #[test]
+    fn the_transition_time_only_moves_when_readiness_flips() {
+        let first = status(observation(Reason::Progressing), None);
+        let mut aged = first.clone();
+        aged.conditions[0].last_transition_time = Time(Timestamp::UNIX_EPOCH);
+        let same = status(observation(Reason::MissingReference), Some(&aged));
+        assert_eq!(
+            same.conditions[0].last_transition_time,
+            Time(Timestamp::UNIX_EPOCH),
+            "still False: the time is kept, so a steady state writes an equal status"
+        );
+        let flipped = status(observation(Reason::Available), Some(&aged));
+        assert_eq!(flipped.conditions[0].status, "True");
+        assert_ne!(
+            flipped.conditions[0].last_transition_time,
+            Time(Timestamp::UNIX_EPOCH)
+        );
+        assert_eq!(
+            status(observation(Reason::Progressing), Some(&first)),
+            first
+        );
+    }
+
+    fn deployment(generation: i64, observed: i64, updated: i32, ready: i32) -> Deployment {
+        Deployment {
+            metadata: ObjectMeta {
+                generation: Some(generation),
+                ..ObjectMeta::default()
+            },
+            status: Some(DeploymentStatus {
+                observed_generation: Some(observed),
+                updated_replicas: Some(updated),
+                ready_replicas: Some(ready),
+                ..DeploymentStatus::default()
+            }),
+            spec: None,
+        }
+    }
+
+    #[test]
+    fn available_needs_every_replica_updated_ready_and_observed() {
+        assert_eq!(
+            deployment_readiness(&deployment(2, 2, 2, 2), 2).0,
+            Reason::Available
+        );
+        assert_eq!(
+            deployment_readiness(&deployment(2, 2, 2, 1), 2).0,
+            Reason::Progressing
+        );
+        assert_eq!(
+            deployment_readiness(&deployment(3, 2, 2, 2), 2).0,
+            Reason::Progressing,
+            "new spec not observed yet"
+        );
+        assert_eq!(
+            deployment_readiness(&deployment(2, 2, 1, 2), 2).0,
+            Reason::Progressing,
+            "old pods still ready"
+        );
+        assert_eq!(
+            deployment_readiness(&deployment(1, 1, 0, 0), 0).0,
+            Reason::ScaledToZero
+        );
+    }
+}
