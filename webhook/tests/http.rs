@@ -454,7 +454,7 @@ async fn graceful_shutdown_finishes_requests_in_flight() {
         "--request-deadline-ms",
         "3000",
         "--shutdown-drain-ms",
-        "200",
+        "1000",
     ])
     .await;
     let in_flight = {
