@@ -44,11 +44,7 @@ pub async fn config_hash(
     for reference in refs {
         let value = match reference {
             Reference::Secret(name, key) => {
-                let secret = secrets
-                    .get_opt(name)
-                    .await
-                    .map_err(|e| ReferenceError::Api(reference.to_string(), e))?
-                    .ok_or_else(|| not_found("Secret", name))?;
+                let secret = fetch(&secrets, reference, "Secret", name).await?;
                 secret
                     .data
                     .as_ref()
@@ -64,11 +60,7 @@ pub async fn config_hash(
                     .ok_or_else(|| key_missing("Secret", name, key))?
             }
             Reference::ConfigMap(name, key) | Reference::Inventory(name, key) => {
-                let config_map = config_maps
-                    .get_opt(name)
-                    .await
-                    .map_err(|e| ReferenceError::Api(reference.to_string(), e))?
-                    .ok_or_else(|| not_found("ConfigMap", name))?;
+                let config_map = fetch(&config_maps, reference, "ConfigMap", name).await?;
                 config_map
                     .data
                     .as_ref()
@@ -97,11 +89,23 @@ pub async fn config_hash(
     Ok(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn not_found(kind: &'static str, name: &str) -> ReferenceError {
-    ReferenceError::NotFound {
-        kind,
-        name: name.to_owned(),
-    }
+/// The referenced object, or why it cannot be had.
+async fn fetch<K>(
+    api: &Api<K>,
+    reference: &Reference,
+    kind: &'static str,
+    name: &str,
+) -> Result<K, ReferenceError>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    api.get_opt(name)
+        .await
+        .map_err(|e| ReferenceError::Api(reference.to_string(), e))?
+        .ok_or_else(|| ReferenceError::NotFound {
+            kind,
+            name: name.to_owned(),
+        })
 }
 
 fn key_missing(kind: &'static str, name: &str, key: &str) -> ReferenceError {

@@ -44,19 +44,10 @@ async fn control_plane_runs_controllers_readiness_and_garbage_collection() {
         .expect("server-side apply a Service");
     assert_eq!(service.spec.unwrap().ports.unwrap()[0].port, 80);
 
-    let pods = ns.api::<Pod>();
-    let replica_sets = ns.api::<ReplicaSet>();
     wait_for(
         "the ReplicaSet and 2 pods",
         Duration::from_secs(30),
-        || async {
-            let rs = replica_sets.list(&ListParams::default()).await.ok()?;
-            let pods = pods
-                .list(&ListParams::default().labels("app=smoke"))
-                .await
-                .ok()?;
-            (rs.items.len() == 1 && pods.items.len() == 2).then_some(())
-        },
+        || async { (replica_sets_and_pods(&ns).await? == (1, 2)).then_some(()) },
     )
     .await;
 
@@ -92,14 +83,24 @@ async fn control_plane_runs_controllers_readiness_and_garbage_collection() {
         "garbage collection of the ReplicaSet, pods and owned ConfigMap",
         Duration::from_secs(60),
         || async {
-            let rs = replica_sets.list(&ListParams::default()).await.ok()?;
-            let pods = pods
-                .list(&ListParams::default().labels("app=smoke"))
-                .await
-                .ok()?;
             let owned = config_maps.get_opt("owned").await.ok()?;
-            (rs.items.is_empty() && pods.items.is_empty() && owned.is_none()).then_some(())
+            (replica_sets_and_pods(&ns).await? == (0, 0) && owned.is_none()).then_some(())
         },
     )
     .await;
+}
+
+/// How many ReplicaSets the namespace has, and how many pods of the smoke app.
+async fn replica_sets_and_pods(ns: &TestNamespace) -> Option<(usize, usize)> {
+    let replica_sets = ns
+        .api::<ReplicaSet>()
+        .list(&ListParams::default())
+        .await
+        .ok()?;
+    let pods = ns
+        .api::<Pod>()
+        .list(&ListParams::default().labels("app=smoke"))
+        .await
+        .ok()?;
+    Some((replica_sets.items.len(), pods.items.len()))
 }
