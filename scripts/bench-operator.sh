@@ -8,8 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CWO_CLUSTER_NAME=bench-$$
 trap 'bash scripts/local-cluster.sh down >/dev/null 2>&1 || true' EXIT INT TERM
-cargo build -q --workspace --bins
+cargo build -q --release --workspace --bins
 bash scripts/local-cluster.sh up >/dev/null
 eval "$(bash scripts/local-cluster.sh env)"
-target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug
+target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release
 "$target/bench-operator" "${1:-1000}"
