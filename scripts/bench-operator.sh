@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CWO_CLUSTER_NAME=bench-$$
+# A thousand resources, no pods: the control plane alone (no node) is measured.
+export CWO_NODE=0
 trap 'bash scripts/local-cluster.sh down >/dev/null 2>&1 || true' EXIT INT TERM
 cargo build -q --release --workspace --bins
 bash scripts/local-cluster.sh up >/dev/null

@@ -12,8 +12,8 @@ rounds=${1:-3}
 seconds=${2:-10}
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 
-cargo build -q --release -p commerce-webhook --bins --examples
-target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release
+bash scripts/release-build.sh -p commerce-webhook --bins --examples
+target=$(bash scripts/release-build.sh --print-dir)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT INT TERM

@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
-# A real, container-free Kubernetes control plane on loopback: etcd, kube-apiserver
-# and kube-controller-manager v1.20.2, built once from Debian's `kubernetes` source
-# package and cached outside the work tree. It plays the role envtest plays for Go
-# operators, plus the controllers (garbage collector, deployments, replica sets,
-# service accounts) an operator's end-to-end tests rely on.
+# A real one-node Kubernetes v1.20.2 cluster on this machine, built from Debian's
+# packages and cached outside the work tree: etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler, and a node (kubelet driving Docker through
+# its built-in dockershim, kube-proxy routing Services with iptables). Nothing is
+# pulled: the pod sandbox ("pause") image is built here, and the project's images by
+# scripts/build-images.sh. All traffic stays on loopback and on the Docker bridge.
 #
 #   scripts/local-cluster.sh up       start (installing and building what is missing)
 #   scripts/local-cluster.sh env      print `export KUBECONFIG=...` and PATH for kubectl/helm
 #   scripts/local-cluster.sh status   say whether it runs and where
-#   scripts/local-cluster.sh down     stop exactly what `up` started and remove its files
+#   scripts/local-cluster.sh down     stop exactly what `up` started and remove its files,
+#                                     containers, mounts and iptables chains
 #   scripts/local-cluster.sh tools    only install/build the cached binaries
+#   scripts/local-cluster.sh engine   start the Docker engine (with the runtime wrapper
+#                                     this VM needs) if none runs; leave it running
 #
 # Environment:
 #   CWO_CLUSTER_NAME      several clusters side by side, each on its own ports (default: default)
+#   CWO_NODE              1 (default): run the node; 0: control plane only. One node per
+#                         machine: kube-proxy's iptables rules and Docker are machine-wide,
+#                         so a second cluster with a node is refused (use CWO_NODE=0)
 #   CWO_CACHE_DIR         binary cache (default: ${XDG_CACHE_HOME:-~/.cache}/commerce-webhook-operator)
 #   KUBEBUILDER_ASSETS    a folder with kube-apiserver and etcd to use instead of the cache
 #   USE_EXISTING_CLUSTER  1: use the cluster $KUBECONFIG points at, untouched
@@ -25,6 +32,14 @@ CACHE_DIR=${CWO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/commerce-webhook-oper
 K8S_BIN=$CACHE_DIR/kubernetes-v$K8S_VERSION/bin
 TOOLS_BIN=$CACHE_DIR/$KUBECTL_LAYER_PACKAGE/bin
 STATE_DIR=${TMPDIR:-/tmp}/cwo-cluster-$CLUSTER_NAME
+WITH_NODE=${CWO_NODE:-1}
+# Which cluster holds the machine's one node (see CWO_NODE).
+NODE_OWNER_FILE=${TMPDIR:-/tmp}/cwo-node.owner
+PAUSE_IMAGE=cwo.local/pause:3.2
+RUNTIME_NAME=cwo-runc
+# The client that speaks to Debian's engine and has BuildKit built in (a newer
+# client without the buildx plugin cannot build).
+DOCKER=$(command -v /usr/bin/docker || command -v docker || echo docker)
 
 say() { printf 'local-cluster: %s\n' "$*" >&2; }
 die() { printf 'local-cluster: error: %s\n' "$*" >&2; exit 1; }
@@ -49,9 +64,17 @@ apt_install() {
 
 # --- binaries -----------------------------------------------------------------
 
+# Everything one node cluster runs, plus the pod sandbox ("pause") binary.
+K8S_COMPONENTS="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy"
+
+have_kubernetes() {
+  local bin
+  for bin in $K8S_COMPONENTS pause; do [ -x "$K8S_BIN/$bin" ] || return 1; done
+}
+
 build_kubernetes() {
-  [ -x "$K8S_BIN/kube-apiserver" ] && [ -x "$K8S_BIN/kube-controller-manager" ] && return 0
-  apt_install golang-go rsync dpkg-dev golang-github-modern-go-reflect2-dev make
+  have_kubernetes && return 0
+  apt_install golang-go rsync dpkg-dev golang-github-modern-go-reflect2-dev make gcc libc6-dev
   local src_list=/etc/apt/sources.list.d/cwo-bookworm-src.sources
   if ! grep -rqs "deb-src" /etc/apt/sources.list /etc/apt/sources.list.d/; then
     say "adding a deb-src entry for bookworm ($src_list)"
@@ -77,13 +100,20 @@ build_kubernetes() {
   cp "$debian_reflect2"/*.s "$reflect2"/ 2>/dev/null || true
   mkdir -p "$tree/.go/src/k8s.io"
   ln -sfn ../../.. "$tree/.go/src/k8s.io/kubernetes"
-  say "building kube-apiserver and kube-controller-manager (about 5 minutes on 2 cores; log: $work/build.log)"
+  local what=() bin
+  for bin in $K8S_COMPONENTS; do what+=("cmd/$bin"); done
+  say "building $K8S_COMPONENTS (about 12 minutes on 2 cores; log: $work/build.log)"
   (cd "$tree/.go/src/k8s.io/kubernetes" && GOPATH=$tree/.go CGO_ENABLED=0 GOFLAGS= \
-    make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"$work/build.log" 2>&1) \
+    make WHAT="${what[*]}" >"$work/build.log" 2>&1) \
     || { tail -n 30 "$work/build.log" >&2; die "building kubernetes failed (full log: $work/build.log)"; }
   mkdir -p "$K8S_BIN"
+  # The pod sandbox image's one binary, from the same tree: static, so the image
+  # needs nothing else.
+  gcc -Os -static -o "$K8S_BIN/pause.tmp" "$tree/build/pause/linux/pause.c" \
+    || die "building pause from $tree/build/pause/linux/pause.c failed"
+  mv "$K8S_BIN/pause.tmp" "$K8S_BIN/pause"
   local out
-  for bin in kube-apiserver kube-controller-manager; do
+  for bin in $K8S_COMPONENTS; do
     out=$(find "$tree/_output" -type f -name "$bin" -perm -u+x | head -n 1)
     [ -n "$out" ] || die "build finished but $bin is missing under $tree/_output"
     cp "$out" "$K8S_BIN/$bin.tmp" && mv "$K8S_BIN/$bin.tmp" "$K8S_BIN/$bin"
@@ -133,7 +163,7 @@ resolve_binaries() {
     [ -x "$KUBEBUILDER_ASSETS/kube-controller-manager" ] && CONTROLLER_MANAGER=$KUBEBUILDER_ASSETS/kube-controller-manager
   fi
   if [ -z "$ETCD" ]; then apt_install etcd-server; ETCD=$(command -v etcd) || die "etcd not on PATH after installing etcd-server"; fi
-  if [ -z "$APISERVER" ] || [ -z "$CONTROLLER_MANAGER" ]; then
+  if [ -z "$APISERVER" ] || [ -z "$CONTROLLER_MANAGER" ] || [ "$WITH_NODE" = 1 ]; then
     build_kubernetes
     APISERVER=${APISERVER:-$K8S_BIN/kube-apiserver}
     CONTROLLER_MANAGER=${CONTROLLER_MANAGER:-$K8S_BIN/kube-controller-manager}
@@ -149,19 +179,27 @@ free_port() {
 
 pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 
+stop_pid_file() {
+  local file=$1 pid
+  [ -f "$file" ] || return 0
+  pid=$(cat "$file")
+  if pid_alive "$pid"; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do pid_alive "$pid" || break; sleep 0.1; done
+    pid_alive "$pid" && kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$file"
+}
+
+# In reverse start order: the node first, so nothing restarts pods while the control
+# plane goes away.
 stop_started_processes() {
   [ -d "$STATE_DIR/pids" ] || return 0
-  local name pid
-  for name in controller-manager apiserver etcd; do
-    [ -f "$STATE_DIR/pids/$name" ] || continue
-    pid=$(cat "$STATE_DIR/pids/$name")
-    if pid_alive "$pid"; then
-      kill "$pid" 2>/dev/null || true
-      for _ in $(seq 1 50); do pid_alive "$pid" || break; sleep 0.1; done
-      pid_alive "$pid" && kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$STATE_DIR/pids/$name"
-  done
+  local name
+  for name in kubelet kube-proxy scheduler; do stop_pid_file "$STATE_DIR/pids/$name"; done
+  if [ -f "$STATE_DIR/node" ]; then remove_node_leftovers; fi
+  for name in controller-manager apiserver etcd; do stop_pid_file "$STATE_DIR/pids/$name"; done
+  if [ -f "$STATE_DIR/pids/dockerd" ]; then stop_pid_file "$STATE_DIR/pids/dockerd"; fi
 }
 
 cluster_running() {
@@ -180,33 +218,189 @@ fail_start() {
   say "$name: $why; last lines of $STATE_DIR/logs/$name.log:"
   tail -n 25 "$STATE_DIR/logs/$name.log" >&2 || true
   stop_started_processes
+  rm -rf "$STATE_DIR"
   die "$name did not start"
 }
 
+# --- the node's container engine ---------------------------------------------
+
+engine_running() { "$DOCKER" info >/dev/null 2>&1; }
+
+# dockershim asks for oom_score_adj -998 on every pod sandbox, which this kind of VM
+# refuses even to root ("can't get final child's PID from pipe"). The engine runs
+# containers through this wrapper, which clamps a negative value to 0, then execs runc.
+write_runtime_wrapper() {
+  local wrapper=$CACHE_DIR/bin/$RUNTIME_NAME
+  mkdir -p "$CACHE_DIR/bin"
+  cat >"$wrapper.tmp" <<'WRAPPER'
+#!/bin/sh
+# OCI runtime wrapper (scripts/local-cluster.sh): clamp a negative
+# process.oomScoreAdj in the bundle's config.json to 0, then run runc.
+bundle=
+prev=
+for arg in "$@"; do
+  case "$prev" in --bundle|-b) bundle=$arg ;; esac
+  case "$arg" in --bundle=*) bundle=${arg#--bundle=} ;; esac
+  prev=$arg
+done
+if [ -n "$bundle" ] && [ -f "$bundle/config.json" ]; then
+  sed -i 's/"oomScoreAdj":-[0-9]*/"oomScoreAdj":0/' "$bundle/config.json"
+fi
+exec runc "$@"
+WRAPPER
+  chmod 0755 "$wrapper.tmp" && mv "$wrapper.tmp" "$wrapper"
+  echo "$wrapper"
+}
+
+# Starts Debian's Docker engine with the wrapper as its default runtime unless an
+# engine already answers. Prints the pid of an engine it started, nothing otherwise.
+start_engine() {
+  if engine_running; then
+    local runtime
+    runtime=$("$DOCKER" info --format '{{.DefaultRuntime}}' 2>/dev/null || true)
+    [ "$runtime" = "$RUNTIME_NAME" ] || say "note: the running Docker engine's default runtime is '$runtime'; on a VM that refuses negative oom_score_adj, pods will not start (restart it through: $0 engine)"
+    return 0
+  fi
+  apt_install docker.io iptables socat conntrack
+  local wrapper log
+  wrapper=$(write_runtime_wrapper)
+  log=${TMPDIR:-/tmp}/cwo-dockerd.log
+  # Containers get 172.17.0.0/17 and the Services the /17 after it (see
+  # service_cidr): a pod sends ClusterIP traffic to its gateway, this machine, where
+  # kube-proxy's rules take it. A docker0 left with another address by an engine
+  # that no longer runs is removed first, so the engine can set its own.
+  if ip -4 addr show docker0 >/dev/null 2>&1 && ! ip -4 addr show docker0 | grep -q 'inet 172.17.0.1/17 '; then
+    ip link del docker0
+  fi
+  setsid /usr/sbin/dockerd --add-runtime "$RUNTIME_NAME=$wrapper" --default-runtime "$RUNTIME_NAME" \
+    --bip 172.17.0.1/17 >"$log" 2>&1 </dev/null &
+  local pid=$!
+  for _ in $(seq 1 150); do
+    engine_running && { echo "$pid"; return 0; }
+    pid_alive "$pid" || break
+    sleep 0.2
+  done
+  tail -n 20 "$log" >&2
+  die "the Docker engine did not start (log: $log)"
+}
+
+cmd_engine() {
+  local pid
+  pid=$(start_engine)
+  if [ -n "$pid" ]; then say "Docker engine started (pid $pid, log ${TMPDIR:-/tmp}/cwo-dockerd.log)"; else say "a Docker engine already runs"; fi
+}
+
+bridge_gateway() { "$DOCKER" network inspect bridge --format '{{range .IPAM.Config}}{{.Gateway}}{{end}}'; }
+bridge_subnet() { "$DOCKER" network inspect bridge --format '{{range .IPAM.Config}}{{.Subnet}}{{end}}'; }
+bridge_device() { "$DOCKER" network inspect bridge --format '{{index .Options "com.docker.network.bridge.name"}}'; }
+
+# The block of the bridge's size right after it. Outside the pods' own subnet, so they
+# send ClusterIP traffic to their gateway (this machine) rather than looking for it on
+# the bridge; and routed to the bridge here (route_services), so a ClusterIP that
+# kube-proxy has not mapped yet goes nowhere but the bridge, never to another network.
+service_cidr() {
+  python3 -c 'import ipaddress,sys; n=ipaddress.ip_network(sys.argv[1]); print(ipaddress.ip_network((int(n.network_address)+n.num_addresses, n.prefixlen)))' "$1"
+}
+
+route_services() {
+  local services=$1 device
+  device=$(bridge_device)
+  ip route replace "$services" dev "$device"
+  echo "$services dev $device" >"$STATE_DIR/service-route"
+}
+
+ensure_pause_image() {
+  "$DOCKER" image inspect "$PAUSE_IMAGE" >/dev/null 2>&1 && return 0
+  local dir
+  dir=$(mktemp -d)
+  cp "$K8S_BIN/pause" "$dir/pause"
+  tar -C "$dir" -cf - pause | "$DOCKER" import --change 'ENTRYPOINT ["/pause"]' - "$PAUSE_IMAGE" >/dev/null
+  rm -rf "$dir"
+  say "imported $PAUSE_IMAGE"
+}
+
+# Containers, mounts and iptables chains a node leaves behind. The node is exclusive
+# (NODE_OWNER_FILE), so every kubelet container and KUBE-* chain is this cluster's.
+remove_node_leftovers() {
+  local ids mount
+  if engine_running; then
+    ids=$("$DOCKER" ps -aq --filter label=io.kubernetes.docker.type 2>/dev/null || true)
+    [ -n "$ids" ] && "$DOCKER" rm -f $ids >/dev/null 2>&1 || true
+  fi
+  if [ -d "$STATE_DIR/kubelet" ]; then
+    awk -v root="$STATE_DIR/kubelet" 'index($2, root) == 1 {print $2}' /proc/mounts | sort -r \
+      | while read -r mount; do umount -l "$mount" 2>/dev/null || true; done
+  fi
+  [ -x "$K8S_BIN/kube-proxy" ] && "$K8S_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
+  remove_kube_chains
+  if [ -f "$STATE_DIR/service-route" ]; then
+    ip route del $(cat "$STATE_DIR/service-route") 2>/dev/null || true
+  fi
+  rm -f "$NODE_OWNER_FILE"
+}
+
+remove_kube_chains() {
+  command -v iptables >/dev/null || return 0
+  local table rule chain
+  for table in nat filter mangle; do
+    # Jumps from the built-in chains first, then the chains themselves.
+    { iptables -t "$table" -S 2>/dev/null | grep -E '^-A [A-Z]+ .*-j KUBE-' | grep -vE '^-A KUBE-' || true; } \
+      | while read -r rule; do eval "iptables -t $table ${rule/-A/-D}" 2>/dev/null || true; done
+    for chain in $(iptables -t "$table" -S 2>/dev/null | awk '/^-N KUBE-/{print $2}'); do
+      iptables -t "$table" -F "$chain" 2>/dev/null || true
+    done
+    for chain in $(iptables -t "$table" -S 2>/dev/null | awk '/^-N KUBE-/{print $2}'); do
+      iptables -t "$table" -X "$chain" 2>/dev/null || true
+    done
+  done
+}
+
+claim_node() {
+  if [ -f "$NODE_OWNER_FILE" ]; then
+    local owner
+    owner=$(cat "$NODE_OWNER_FILE")
+    if [ "$owner" != "$CLUSTER_NAME" ] && [ -f "${TMPDIR:-/tmp}/cwo-cluster-$owner/pids/apiserver" ] \
+      && pid_alive "$(cat "${TMPDIR:-/tmp}/cwo-cluster-$owner/pids/apiserver")"; then
+      die "cluster '$owner' already runs this machine's node (kube-proxy's iptables rules and the Docker engine are machine-wide, so two nodes would fight). Stop it ($0 down with CWO_CLUSTER_NAME=$owner) or start this one with CWO_NODE=0 (control plane only)"
+    fi
+  fi
+  echo "$CLUSTER_NAME" >"$NODE_OWNER_FILE"
+  touch "$STATE_DIR/node"
+}
+
+# --- certificates and kubeconfigs --------------------------------------------
+
 write_pki() {
-  local pki=$STATE_DIR/pki
+  local pki=$STATE_DIR/pki sans=$1
   mkdir -p "$pki"
   openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=cwo-local-ca" \
     -keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
-  openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
-    -keyout "$pki/apiserver.key" -out "$pki/apiserver.csr" 2>/dev/null
-  printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\n' >"$pki/apiserver.ext"
-  openssl x509 -req -in "$pki/apiserver.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
-    -days 30 -extfile "$pki/apiserver.ext" -out "$pki/apiserver.crt" 2>/dev/null
+  issue_cert apiserver "/CN=kube-apiserver" serverAuth "subjectAltName=$sans"
+  # The apiserver's client certificate towards kubelets (logs, exec, port-forward).
+  issue_cert kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" clientAuth ""
   openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
   openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
 }
 
+issue_cert() {
+  local pki=$STATE_DIR/pki name=$1 subject=$2 usage=$3 extra=$4
+  openssl req -newkey rsa:2048 -nodes -subj "$subject" \
+    -keyout "$pki/$name.key" -out "$pki/$name.csr" 2>/dev/null
+  printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=%s\n%s\n' "$usage" "$extra" >"$pki/$name.ext"
+  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+    -days 30 -extfile "$pki/$name.ext" -out "$pki/$name.crt" 2>/dev/null
+}
+
 write_kubeconfig() {
-  local file=$1 port=$2 token=$3 ca
+  local file=$1 server=$2 token=$3 ca
   ca=$(base64 -w0 <"$STATE_DIR/pki/ca.crt")
-  cat >"$file" <<EOF
+  cat >"$file" <<KUBECONFIG
 apiVersion: v1
 kind: Config
 clusters:
 - name: cwo-local
   cluster:
-    server: https://127.0.0.1:$port
+    server: $server
     certificate-authority-data: $ca
 users:
 - name: admin
@@ -218,9 +412,11 @@ contexts:
     cluster: cwo-local
     user: admin
 current-context: cwo-local
-EOF
+KUBECONFIG
   chmod 600 "$file"
 }
+
+# --- up -----------------------------------------------------------------------
 
 cmd_up() {
   if [ "${USE_EXISTING_CLUSTER:-}" = 1 ]; then
@@ -237,7 +433,25 @@ cmd_up() {
   resolve_binaries
   apt_install openssl
   mkdir -p "$STATE_DIR/pids" "$STATE_DIR/logs" "$STATE_DIR/etcd"
-  write_pki
+
+  # Where the apiserver listens: loopback, or, with a node, the Docker bridge's
+  # gateway, the one address both this machine and the pods reach.
+  local address=127.0.0.1 services=10.96.0.0/16 sans
+  if [ "$WITH_NODE" = 1 ]; then
+    claim_node
+    local engine_pid
+    engine_pid=$(start_engine)
+    [ -n "$engine_pid" ] && echo "$engine_pid" >"$STATE_DIR/pids/dockerd"
+    address=$(bridge_gateway)
+    [ -n "$address" ] || die "cannot read the Docker bridge's gateway address"
+    services=$(service_cidr "$(bridge_subnet)")
+    route_services "$services"
+    ensure_pause_image
+  fi
+  local service_ip
+  service_ip=$(python3 -c 'import ipaddress,sys; print(next(ipaddress.ip_network(sys.argv[1]).hosts()))' "$services")
+  sans="IP:$address,IP:127.0.0.1,IP:$service_ip,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+  write_pki "$sans"
   local token etcd_port peer_port api_port
   token=$(openssl rand -hex 24)
   printf '%s,admin,admin,"system:masters"\n' "$token" >"$STATE_DIR/tokens.csv"
@@ -255,36 +469,89 @@ cmd_up() {
   done
   curl -fsS "http://127.0.0.1:$etcd_port/health" >/dev/null 2>&1 || fail_start etcd "not healthy after 10 s"
 
+  local node_flags=(--endpoint-reconciler-type none)
+  if [ "$WITH_NODE" = 1 ]; then
+    # The `kubernetes` Service points at this address, so pods reach the apiserver
+    # through their ClusterIP as on any cluster.
+    node_flags=(--endpoint-reconciler-type lease
+      --kubelet-client-certificate "$STATE_DIR/pki/kubelet-client.crt"
+      --kubelet-client-key "$STATE_DIR/pki/kubelet-client.key"
+      --kubelet-preferred-address-types InternalIP)
+  fi
   start_background apiserver "$APISERVER" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" --insecure-port 0 \
+    --bind-address "$address" --advertise-address "$address" --secure-port "$api_port" --insecure-port 0 \
     --tls-cert-file "$STATE_DIR/pki/apiserver.crt" --tls-private-key-file "$STATE_DIR/pki/apiserver.key" \
     --client-ca-file "$STATE_DIR/pki/ca.crt" \
     --token-auth-file "$STATE_DIR/tokens.csv" --authorization-mode RBAC \
     --service-account-key-file "$STATE_DIR/pki/sa.pub" \
     --service-account-signing-key-file "$STATE_DIR/pki/sa.key" \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
-    --service-cluster-ip-range 10.96.0.0/16 --endpoint-reconciler-type none \
-    --allow-privileged=true --disable-admission-plugins ServiceAccount
+    --service-cluster-ip-range "$services" --allow-privileged=true "${node_flags[@]}"
   local ready=
   for _ in $(seq 1 300); do
     if curl -fsS --cacert "$STATE_DIR/pki/ca.crt" -H "Authorization: Bearer $token" \
-      "https://127.0.0.1:$api_port/readyz" >/dev/null 2>&1; then ready=1; break; fi
+      "https://$address:$api_port/readyz" >/dev/null 2>&1; then ready=1; break; fi
     pid_alive "$(cat "$STATE_DIR/pids/apiserver")" || fail_start apiserver "exited (port $api_port in use?)"
     sleep 0.2
   done
   [ -n "$ready" ] || fail_start apiserver "/readyz not ok after 60 s"
-  write_kubeconfig "$STATE_DIR/kubeconfig" "$api_port" "$token"
+  local kubeconfig=$STATE_DIR/kubeconfig
+  write_kubeconfig "$kubeconfig" "https://$address:$api_port" "$token"
 
+  local controllers=serviceaccount-token,serviceaccount,garbagecollector,deployment,replicaset,namespace
+  [ "$WITH_NODE" = 1 ] && controllers=$controllers,nodelifecycle,endpoint,endpointslice,endpointslicemirroring,podgc
   start_background controller-manager "$CONTROLLER_MANAGER" \
-    --kubeconfig "$STATE_DIR/kubeconfig" --leader-elect=false --port 0 --secure-port 0 \
-    --controllers serviceaccount-token,serviceaccount,garbagecollector,deployment,replicaset,namespace \
+    --kubeconfig "$kubeconfig" --leader-elect=false --port 0 --secure-port 0 \
+    --controllers "$controllers" \
     --service-account-private-key-file "$STATE_DIR/pki/sa.key" --root-ca-file "$STATE_DIR/pki/ca.crt" \
     --use-service-account-credentials=false
   sleep 1
   pid_alive "$(cat "$STATE_DIR/pids/controller-manager")" || fail_start controller-manager "exited"
-  say "up: https://127.0.0.1:$api_port (state in $STATE_DIR)"
+  [ "$WITH_NODE" = 1 ] && start_node "$kubeconfig" "$address" "$services"
+  say "up: https://$address:$api_port (state in $STATE_DIR)"
   cmd_env
+}
+
+start_node() {
+  local kubeconfig=$1 address=$2 services=$3 node=cwo-node
+  start_background scheduler "$K8S_BIN/kube-scheduler" --kubeconfig "$kubeconfig" \
+    --leader-elect=false --port 0 --secure-port 0
+  local proxy_health proxy_metrics kubelet_port
+  proxy_health=$(free_port); proxy_metrics=$(free_port); kubelet_port=$(free_port)
+  start_background kube-proxy "$K8S_BIN/kube-proxy" --kubeconfig "$kubeconfig" \
+    --hostname-override "$node" --proxy-mode iptables --masquerade-all \
+    --cluster-cidr "$(bridge_subnet)" --conntrack-max-per-core 0 \
+    --conntrack-tcp-timeout-established 0 --conntrack-tcp-timeout-close-wait 0 \
+    --healthz-bind-address "127.0.0.1:$proxy_health" --metrics-bind-address "127.0.0.1:$proxy_metrics"
+  mkdir -p "$STATE_DIR/kubelet"
+  # Flags for a node on a VM: no swap check, Docker's cgroupfs driver, no QoS cgroup
+  # tree, the apiserver as the only client (certificate from our CA), a short sync so
+  # mounted ConfigMaps follow their source within seconds, and no image GC (nothing
+  # can be pulled back).
+  start_background kubelet "$K8S_BIN/kubelet" --kubeconfig "$kubeconfig" \
+    --hostname-override "$node" --node-ip "$address" --address "$address" --port "$kubelet_port" \
+    --read-only-port 0 --healthz-port 0 \
+    --container-runtime docker --docker-endpoint unix:///var/run/docker.sock \
+    --pod-infra-container-image "$PAUSE_IMAGE" \
+    --root-dir "$STATE_DIR/kubelet" --cert-dir "$STATE_DIR/kubelet/pki" \
+    --volume-plugin-dir "$STATE_DIR/kubelet/volume-plugins" \
+    --fail-swap-on=false --cgroup-driver cgroupfs --cgroups-per-qos=false --enforce-node-allocatable= \
+    --anonymous-auth=false --client-ca-file "$STATE_DIR/pki/ca.crt" --authorization-mode AlwaysAllow \
+    --sync-frequency 5s --image-gc-high-threshold 100 --image-gc-low-threshold 99 \
+    --serialize-image-pulls=false
+  local ready=
+  for _ in $(seq 1 300); do
+    ready=$("$TOOLS_BIN/kubectl" --kubeconfig "$kubeconfig" get node "$node" \
+      -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}{range .spec.taints[*]}{.key}{end}' 2>/dev/null || true)
+    [ "$ready" = True ] && break
+    for name in scheduler kube-proxy kubelet; do
+      pid_alive "$(cat "$STATE_DIR/pids/$name")" || fail_start "$name" "exited"
+    done
+    sleep 0.5
+  done
+  [ "$ready" = True ] || fail_start kubelet "node $node not Ready and untainted after 150 s"
+  say "node $node Ready (pods on $(bridge_subnet), Services on $services)"
 }
 
 cmd_env() {
@@ -302,8 +569,9 @@ cmd_status() {
   if cluster_running; then
     echo "running: $(grep server: "$STATE_DIR/kubeconfig" | awk '{print $2}') (state in $STATE_DIR)"
     local pid name
-    for name in etcd apiserver controller-manager; do
-      pid=$(cat "$STATE_DIR/pids/$name" 2>/dev/null || true)
+    for name in etcd apiserver controller-manager scheduler kube-proxy kubelet dockerd; do
+      [ -f "$STATE_DIR/pids/$name" ] || continue
+      pid=$(cat "$STATE_DIR/pids/$name")
       if pid_alive "$pid"; then echo "  $name pid $pid"; else echo "  $name NOT running"; fi
     done
   else
@@ -324,5 +592,6 @@ case "${1:-}" in
   env) cmd_env ;;
   status) cmd_status ;;
   tools) resolve_binaries ;;
-  *) echo "usage: $0 up|down|env|status|tools" >&2; exit 2 ;;
+  engine) cmd_engine ;;
+  *) echo "usage: $0 up|down|env|status|tools|engine" >&2; exit 2 ;;
 esac

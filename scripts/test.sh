@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The project's one test command: brings up the local Kubernetes control plane
-# (building it the first time), runs every test of the workspace against it, and
-# takes the control plane down again, also when tests fail.
+# The project's one test command: builds the images the pods run, brings up the
+# local one-node Kubernetes cluster (building it the first time), runs every test of
+# the workspace against it, and takes the cluster down again, also when tests fail.
 #
 #   scripts/test.sh                 all tests
 #   scripts/test.sh -p e2e          any extra arguments go to `cargo test`
 #
-# With USE_EXISTING_CLUSTER=1 and KUBECONFIG set, the e2e tests use that cluster.
+# With USE_EXISTING_CLUSTER=1 and KUBECONFIG set, the e2e tests use that cluster; its
+# nodes must be able to run the images scripts/build-images.sh tags (push them, or
+# load them into the nodes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,9 +17,10 @@ cluster=scripts/local-cluster.sh
 cleanup() { bash "$cluster" down >/dev/null 2>&1 || true; }
 trap cleanup EXIT INT TERM
 
+[ "${USE_EXISTING_CLUSTER:-}" = 1 ] || bash scripts/build-images.sh
 bash "$cluster" up >/dev/null
 eval "$(bash "$cluster" env)"
-echo "test.sh: control plane ready ($(bash "$cluster" status | head -n 1))"
+echo "test.sh: cluster ready ($(bash "$cluster" status | head -n 1))"
 
 # The chart tests need helm and kubectl on PATH; `env` put them there.
 cargo build --workspace --bins

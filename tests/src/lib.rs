@@ -1,7 +1,8 @@
-//! Test support for end-to-end tests against a real API server: a client from
-//! `KUBECONFIG` (as `scripts/local-cluster.sh env` sets it), a fresh namespace per
-//! test, the CRD installed, the operator running in-process for that namespace, and
-//! a stand-in for the missing kubelet that marks pods Ready.
+//! Test support for end-to-end tests against a real cluster (`scripts/local-cluster.sh`:
+//! a control plane and a node that runs pods): a client from `KUBECONFIG`, a fresh
+//! namespace per test, the CRD installed, the operator running in-process for that
+//! namespace, pods made Ready by the kubelet's own probes, and Commerce calls sent
+//! through a Service's ClusterIP as the cluster routes them.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -12,7 +13,7 @@ use commerce_webhook_operator::controller::{self, Scope};
 use commerce_webhook_operator::metrics::Metrics;
 use commerce_webhook_operator::reconciler::Context;
 use commerce_webhook_operator::resource::CommerceWebhook;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Pod, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Recorder, Reporter};
@@ -21,7 +22,9 @@ use serde_json::json;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub const TEST_IMAGE: &str = "registry.invalid/commerce-webhook:e2e";
+/// The image of every webhook pod the tests start: the operator's default, built on
+/// this machine by `scripts/build-images.sh` (nothing is pulled).
+pub const WEBHOOK_IMAGE: &str = commerce_webhook_operator::DEFAULT_WEBHOOK_IMAGE;
 
 /// A client for the cluster the tests run against. Fails with instructions when
 /// there is none: an e2e test that cannot reach a cluster must not pass.
@@ -166,7 +169,7 @@ impl Operator {
             },
         );
         let defaults = Defaults {
-            image: TEST_IMAGE.to_owned(),
+            image: WEBHOOK_IMAGE.to_owned(),
         };
         let metrics = Metrics::default();
         let (context, writers) = Context::new(client, defaults, recorder, metrics.clone());
@@ -215,51 +218,244 @@ where
     }
 }
 
-/// Plays the kubelet: marks every pod matching `selector` as Running and Ready, so
-/// the ReplicaSet and Deployment controllers count them. Returns how many it marked.
-pub async fn mark_pods_ready(client: &Client, namespace: &str, selector: &str) -> usize {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let list = pods
+/// Waits until `count` pods matching `selector` are Running and Ready (by the
+/// kubelet's readiness probes) and none other is left; returns their names, sorted.
+pub async fn ready_pods(ns: &TestNamespace, selector: &str, count: usize) -> Vec<String> {
+    let pods = ns.api::<Pod>();
+    let what = format!("{count} Ready pods {selector}");
+    wait_for(&what, POD_WAIT, || async {
+        let list = pods
+            .list(&ListParams::default().labels(selector))
+            .await
+            .ok()?;
+        let ready: Vec<String> = list
+            .items
+            .iter()
+            .filter(|pod| pod_is_ready(pod))
+            .map(|pod| pod.name_any())
+            .collect();
+        (ready.len() == count && list.items.len() == count).then_some(ready)
+    })
+    .await
+}
+
+/// How long a pod may take to be scheduled, started and probed Ready.
+pub const POD_WAIT: Duration = Duration::from_secs(120);
+
+pub fn pod_is_ready(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .and_then(|status| status.conditions.as_ref())
+            .is_some_and(|conditions| {
+                conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+}
+
+/// Restarts of every container of the pods matching `selector`.
+pub async fn restart_count(ns: &TestNamespace, selector: &str) -> i32 {
+    let list = ns
+        .api::<Pod>()
         .list(&ListParams::default().labels(selector))
         .await
         .unwrap_or_else(|e| panic!("listing pods {selector}: {e}"));
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let mut marked = 0;
-    for pod in list
-        .items
+    list.items
         .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-    {
-        let containers: Vec<serde_json::Value> = pod
-            .spec
-            .as_ref()
-            .map(|spec| spec.containers.iter().map(|c| c.name.clone()).collect::<Vec<_>>())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|name| {
-                json!({"name": name, "ready": true, "restartCount": 0, "image": TEST_IMAGE, "imageID": "",
-                       "state": {"running": {"startedAt": now}}})
-            })
-            .collect();
-        let status = json!({"status": {
-            "phase": "Running",
-            "conditions": [
-                {"type": "Ready", "status": "True", "lastTransitionTime": now},
-                {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
-                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now}
-            ],
-            "containerStatuses": containers,
-        }});
-        pods.patch_status(
-            &pod.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&status),
-        )
+        .filter_map(|pod| pod.status.as_ref()?.container_statuses.as_ref())
+        .flatten()
+        .map(|container| container.restart_count)
+        .sum()
+}
+
+/// `http://<ClusterIP>:<port>` of a Service: the node's kube-proxy routes it from
+/// this machine as from any pod.
+pub async fn service_url(ns: &TestNamespace, name: &str) -> String {
+    let services = ns.api::<Service>();
+    let what = format!("Service {name} with a ClusterIP");
+    wait_for(&what, POD_WAIT, || async {
+        let spec = services.get_opt(name).await.ok()??.spec?;
+        let ip = spec
+            .cluster_ip
+            .filter(|ip| !ip.is_empty() && ip != "None")?;
+        let port = spec.ports?.first()?.port;
+        Some(format!("http://{ip}:{port}"))
+    })
+    .await
+}
+
+/// Addresses behind a Service, as the endpoints controller sees them.
+pub async fn endpoint_addresses(ns: &TestNamespace, name: &str) -> usize {
+    let endpoints = ns.api::<Endpoints>();
+    endpoints
+        .get_opt(name)
         .await
-        .unwrap_or_else(|e| panic!("marking pod {} ready: {e}", pod.name_any()));
-        marked += 1;
+        .ok()
+        .flatten()
+        .and_then(|e| e.subsets)
+        .unwrap_or_default()
+        .iter()
+        .map(|subset| subset.addresses.as_ref().map_or(0, Vec::len))
+        .sum()
+}
+
+/// This machine's address on the node's container network (the apiserver's own, as
+/// `KUBECONFIG` names it): pods reach servers a test starts there.
+pub fn host_address() -> std::net::IpAddr {
+    let path = std::env::var("KUBECONFIG").expect("KUBECONFIG");
+    let text = std::fs::read_to_string(&path).expect("read KUBECONFIG");
+    let config: serde_yaml::Value = serde_yaml::from_str(&text).expect("KUBECONFIG is YAML");
+    let server = config["clusters"][0]["cluster"]["server"]
+        .as_str()
+        .expect("KUBECONFIG names a server");
+    let host = server
+        .trim_start_matches("https://")
+        .split(':')
+        .next()
+        .unwrap_or_default();
+    host.parse()
+        .unwrap_or_else(|_| panic!("the API server in KUBECONFIG is not an IP address: {server}"))
+}
+
+/// Plays Commerce: POSTs a payload to the hook URL with the hook's headers, with
+/// Commerce's timeout, one connection per call.
+#[derive(Clone)]
+pub struct Commerce {
+    client: reqwest::Client,
+    url: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Commerce {
+    pub fn new(url: String) -> Commerce {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("an HTTP client");
+        Commerce {
+            client,
+            url,
+            headers: Vec::new(),
+        }
     }
-    marked
+
+    pub fn with_header(mut self, name: &str, value: &str) -> Commerce {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// The webhook's answer, or why there was none (refused, timed out, not JSON).
+    pub async fn call(&self, body: &str) -> Result<serde_json::Value, String> {
+        self.call_with(body, &[]).await
+    }
+
+    pub async fn call_with(
+        &self,
+        body: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<serde_json::Value, String> {
+        let mut request = self
+            .client
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        for (name, value) in self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())) {
+            request = request.header(name, value);
+        }
+        for (name, value) in extra {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.map_err(|e| format!("{e:?}"))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| format!("{e:?}"))?;
+        if !status.is_success() {
+            return Err(format!("HTTP {status}: {text}"));
+        }
+        serde_json::from_str(&text).map_err(|e| format!("not JSON ({e}): {text}"))
+    }
+
+    /// Calls until the answer satisfies `accept`, for up to `timeout`; returns it.
+    pub async fn eventually(
+        &self,
+        body: &str,
+        timeout: Duration,
+        accept: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let what = format!("an accepted answer to {body} from {}", self.url);
+        wait_for(&what, timeout, || async {
+            self.call(body).await.ok().filter(|answer| accept(answer))
+        })
+        .await
+    }
+}
+
+/// A steady stream of Commerce calls in the background, as shoppers adding to their
+/// carts make; every call that is not answered `expected` is a failure.
+pub struct CallStream {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<StreamReport>,
+}
+
+#[derive(Debug, Default)]
+pub struct StreamReport {
+    pub calls: usize,
+    pub failures: Vec<String>,
+}
+
+impl CallStream {
+    pub fn start(
+        commerce: Commerce,
+        body: &'static str,
+        expected: serde_json::Value,
+        per_second: u32,
+    ) -> CallStream {
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut calls = tokio::task::JoinSet::new();
+            let mut tick = tokio::time::interval(Duration::from_secs(1) / per_second);
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    _ = tick.tick() => {
+                        let commerce = commerce.clone();
+                        let expected = expected.clone();
+                        calls.spawn(async move {
+                            match commerce.call(body).await {
+                                Ok(answer) if answer == expected => None,
+                                Ok(answer) => Some(format!("unexpected answer {answer}")),
+                                Err(error) => Some(error),
+                            }
+                        });
+                    }
+                }
+            }
+            let mut report = StreamReport::default();
+            while let Some(result) = calls.join_next().await {
+                report.calls += 1;
+                match result {
+                    Ok(None) => {}
+                    Ok(Some(failure)) => report.failures.push(failure),
+                    Err(error) => report.failures.push(format!("call task failed: {error}")),
+                }
+            }
+            report
+        });
+        CallStream {
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// Stops sending, waits for the calls in flight, and reports.
+    pub async fn finish(mut self) -> StreamReport {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.expect("the call stream task")
+    }
 }
 
 /// A path inside the repository.
@@ -331,7 +527,7 @@ pub fn operator_command(namespace: &str) -> std::process::Command {
             "--metrics-address",
             "127.0.0.1:0",
         ])
-        .env("WEBHOOK_IMAGE", TEST_IMAGE)
+        .env("WEBHOOK_IMAGE", WEBHOOK_IMAGE)
         .stdout(std::process::Stdio::null());
     command
 }

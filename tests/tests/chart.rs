@@ -1,19 +1,21 @@
 //! The Helm chart: lint and template for default and non-default values, values
-//! rejected by its schema, and a real install whose RBAC the operator runs under.
+//! rejected by its schema, and a real install: the operator as a pod under the
+//! chart's RBAC, running webhook pods that answer Commerce through their Service.
 
 use std::time::Duration;
 
 use commerce_webhook_operator::resource::CommerceWebhook;
 use e2e::{
-    KillOnDrop, TestNamespace, mark_pods_ready, operator_command, repo_path, tool, wait_for,
+    Commerce, POD_WAIT, TestNamespace, endpoint_addresses, ready_pods, repo_path, restart_count,
+    service_url, tool, wait_for,
 };
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Event, Secret, ServiceAccount};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::ListParams;
-use kube::{Api, ResourceExt};
-
-const WAIT: Duration = Duration::from_secs(90);
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use serde_json::json;
 
 fn chart() -> String {
     repo_path("charts/commerce-webhook-operator")
@@ -57,8 +59,12 @@ fn default_install_is_cluster_wide_with_least_privilege() {
         "{out}"
     );
     assert!(
-        !out.contains("leases"),
-        "no leader election RBAC for one replica"
+        out.contains("resources: [\"leases\"]"),
+        "leader election (and its RBAC) is on by default"
+    );
+    assert!(
+        !out.contains("Recreate"),
+        "rolling upgrades, guarded by the Lease"
     );
     assert!(
         !out.contains("\"*\"") && !out.contains("'*'") && !out.contains("- '*'"),
@@ -66,7 +72,10 @@ fn default_install_is_cluster_wide_with_least_privilege() {
     );
     assert!(!out.contains("PodDisruptionBudget"));
     assert!(out.contains("readOnlyRootFilesystem: true") && out.contains("runAsNonRoot: true"));
-    assert!(out.contains("value: \"false\"") && out.contains("name: LEADER_ELECT"));
+    assert!(
+        out.contains("name: LEADER_ELECT\n              value: \"true\""),
+        "{out}"
+    );
     assert!(
         out.contains("image: \"ghcr.io/commerce-webhook-operator/operator:0.1.0\""),
         "{out}"
@@ -121,6 +130,22 @@ fn watch_namespace_replicas_and_extras_change_the_manifests() {
 }
 
 #[test]
+fn without_leader_election_one_operator_is_replaced_not_rolled() {
+    let out = template(&["leaderElection.enabled=false"]).unwrap();
+    assert!(
+        out.contains("name: LEADER_ELECT\n              value: \"false\""),
+        "{out}"
+    );
+    assert!(out.contains("type: Recreate"), "{out}");
+    assert!(!out.contains("leases"), "no Lease RBAC without election");
+    let scaled = template(&["leaderElection.enabled=false", "replicaCount=2"]).unwrap();
+    assert!(
+        scaled.contains("name: LEADER_ELECT\n              value: \"true\""),
+        "two replicas always elect a leader"
+    );
+}
+
+#[test]
 fn the_values_schema_rejects_wrong_values_readably() {
     let cases = [
         ("replicaCount=0", "/replicaCount"),
@@ -141,116 +166,209 @@ fn the_values_schema_rejects_wrong_values_readably() {
     }
 }
 
-/// A kubeconfig like the admin one, but authenticating as the chart's ServiceAccount.
-async fn service_account_kubeconfig(
-    ns: &TestNamespace,
-    account: &str,
-    dir: &std::path::Path,
-) -> std::path::PathBuf {
-    let accounts = ns.api::<ServiceAccount>();
-    let secrets = ns.api::<Secret>();
-    let token = wait_for("the ServiceAccount token", WAIT, || async {
-        let account = accounts.get_opt(account).await.ok()??;
-        let name = account.secrets?.first()?.name.clone()?;
-        let secret = secrets.get_opt(&name).await.ok()??;
-        let token = secret.data?.get("token")?.0.clone();
-        String::from_utf8(token).ok()
-    })
-    .await;
-    let admin = std::fs::read_to_string(std::env::var("KUBECONFIG").expect("KUBECONFIG"))
-        .expect("read KUBECONFIG");
-    let mut config: serde_yaml::Value = serde_yaml::from_str(&admin).expect("KUBECONFIG is YAML");
-    config["users"][0]["user"] = serde_yaml::from_str(&format!("{{token: {token}}}")).unwrap();
-    let path = dir.join("service-account.kubeconfig");
-    std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
-    path
+const CART_IN_STOCK: &str =
+    r#"{"data":{"cart_id":"42","items":[{"item_id":1,"sku":"MS-01","qty":2}]}}"#;
+const CART_SHORT: &str =
+    r#"{"data":{"cart_id":"42","items":[{"item_id":1,"sku":"MS-02","qty":3}]}}"#;
+
+fn is_success(answer: &serde_json::Value) -> bool {
+    answer == &json!({"op": "success"})
 }
 
+/// The whole user path on real pods: `helm install` runs the operator as a pod under
+/// the chart's ServiceAccount and RBAC; `kubectl apply` of the example makes webhook
+/// pods that the kubelet probes Ready; Commerce's calls reach them through the
+/// Service; the mounted inventory follows its ConfigMap; `enabled` removes and
+/// restores the workload; a deleted operator pod comes back, takes the Lease and
+/// repairs what changed while it was gone.
 #[tokio::test]
-async fn helm_install_runs_the_operator_under_the_charts_rbac() {
+async fn helm_install_runs_the_operator_pod_and_serves_commerce() {
     let ns = TestNamespace::new("helm").await;
     let release = format!("cwo-{}", &ns.name[ns.name.len() - 6..]);
     let chart = chart();
     let watch = format!("watchNamespace={}", ns.name);
-    tool(
-        "helm",
-        &[
-            "install",
-            &release,
-            &chart,
-            "--namespace",
-            &ns.name,
-            "--set",
-            &watch,
-        ],
-    )
-    .unwrap();
-
-    // The Deployment the chart creates cannot run here (no kubelet); run the same
-    // binary locally with the ServiceAccount's token instead, so the chart's RBAC is
-    // exactly what the operator has.
-    let dir = std::env::temp_dir().join(&ns.name);
-    std::fs::create_dir_all(&dir).unwrap();
-    let account = format!("{release}-commerce-webhook-operator");
-    let kubeconfig = service_account_kubeconfig(&ns, &account, &dir).await;
-    let log_path = dir.join("operator.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let operator = operator_command(&ns.name)
-        .env("KUBECONFIG", &kubeconfig)
-        .env("LOG_LEVEL", "info")
-        .stderr(log)
-        .spawn()
-        .expect("start the operator binary");
-    let operator = KillOnDrop(operator);
+    let install = [
+        "install",
+        &release,
+        &chart,
+        "--namespace",
+        &ns.name,
+        "--set",
+        &watch,
+        "--wait",
+        "--timeout",
+        "3m",
+    ];
+    tool("helm", &install).unwrap();
+    let operator_selector = format!(
+        "app.kubernetes.io/name=commerce-webhook-operator,app.kubernetes.io/instance={release}"
+    );
+    let first_operator = ready_pods(&ns, &operator_selector, 1).await.remove(0);
 
     let example = repo_path("examples/check-stock.yaml").display().to_string();
     tool("kubectl", &["apply", "-n", &ns.name, "-f", &example]).unwrap();
     let cwhs = ns.api::<CommerceWebhook>();
-    let url = wait_for(
-        "the example to be reconciled with a status URL",
-        WAIT,
-        || async { cwhs.get("check-stock").await.ok()?.status?.url },
-    )
-    .await;
-    assert_eq!(
-        url,
-        format!("http://check-stock.{}.svc/webhook/check-stock", ns.name)
-    );
-    let deployments = ns.api::<Deployment>();
-    wait_for("the webhook Deployment", WAIT, || async {
-        deployments.get_opt("check-stock").await.ok()?
-    })
-    .await;
-    wait_for("Ready=True under the chart's RBAC", WAIT, || async {
-        mark_pods_ready(
-            &ns.client,
-            &ns.name,
-            "app.kubernetes.io/instance=check-stock",
-        )
-        .await;
-        let status = cwhs.get("check-stock").await.ok()?.status?;
-        (status.conditions.first()?.status == "True").then_some(())
-    })
-    .await;
-    let events = ns.api::<Event>();
-    wait_for(
-        "an event published under the chart's RBAC",
-        WAIT,
+    let status = wait_for(
+        "Ready=True from the webhook pod's readiness",
+        POD_WAIT,
         || async {
-            let list = events.list(&ListParams::default()).await.ok()?;
-            list.items
-                .iter()
-                .any(|e| e.reason.as_deref() == Some("Created"))
-                .then_some(())
+            let status = cwhs.get("check-stock").await.ok()?.status?;
+            (status.conditions.first()?.status == "True").then_some(status)
         },
     )
     .await;
+    assert_eq!(
+        status.url.as_deref(),
+        Some(format!("http://check-stock.{}.svc/webhook/check-stock", ns.name).as_str())
+    );
+    assert_eq!(status.ready_replicas, 1);
+    let printed = tool("kubectl", &["get", "cwh", "check-stock", "-n", &ns.name]).unwrap();
+    assert!(
+        printed.contains("True"),
+        "kubectl get cwh shows Ready:\n{printed}"
+    );
+    let webhook_pods = ready_pods(&ns, WEBHOOK_SELECTOR, 1).await;
+    assert_eq!(endpoint_addresses(&ns, "check-stock").await, 1);
 
-    drop(operator);
-    let log = std::fs::read_to_string(&log_path).unwrap();
+    // Commerce's calls through the Service, answered from the mounted inventory.
+    let commerce = Commerce::new(format!(
+        "{}/webhook/check-stock",
+        service_url(&ns, "check-stock").await
+    ));
+    assert_eq!(
+        commerce.call(CART_IN_STOCK).await.unwrap(),
+        json!({"op": "success"})
+    );
+    let short = commerce.call(CART_SHORT).await.unwrap();
+    assert_eq!(short["op"], "exception", "{short}");
+    assert!(
+        short["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("MS-02"),
+        "{short}"
+    );
+
+    // The inventory follows its ConfigMap, with no restart.
+    let inventories = ns.api::<ConfigMap>();
+    let restocked = json!({"data": {"inventory.yaml": "MS-01: 10\nMS-02: 5\nMS-03: 0\n"}});
+    inventories
+        .patch(
+            "check-stock-inventory",
+            &PatchParams::default(),
+            &Patch::Merge(&restocked),
+        )
+        .await
+        .unwrap();
+    commerce
+        .eventually(CART_SHORT, Duration::from_secs(90), is_success)
+        .await;
+    assert_eq!(
+        ready_pods(&ns, WEBHOOK_SELECTOR, 1).await,
+        webhook_pods,
+        "same pod"
+    );
+    assert_eq!(restart_count(&ns, WEBHOOK_SELECTOR).await, 0, "no restart");
+
+    // enabled: false removes the workload; true brings it back, serving.
+    let enabled = |on: bool| json!({"spec": {"enabled": on}});
+    cwhs.patch(
+        "check-stock",
+        &PatchParams::default(),
+        &Patch::Merge(&enabled(false)),
+    )
+    .await
+    .unwrap();
+    let pods = ns.api::<Pod>();
+    wait_for("the webhook pods to be gone", POD_WAIT, || async {
+        let list = pods
+            .list(&ListParams::default().labels(WEBHOOK_SELECTOR))
+            .await
+            .ok()?;
+        let deployment = ns.api::<Deployment>().get_opt("check-stock").await.ok()?;
+        (list.items.is_empty() && deployment.is_none()).then_some(())
+    })
+    .await;
+    cwhs.patch(
+        "check-stock",
+        &PatchParams::default(),
+        &Patch::Merge(&enabled(true)),
+    )
+    .await
+    .unwrap();
+    ready_pods(&ns, WEBHOOK_SELECTOR, 1).await;
+    let commerce = Commerce::new(format!(
+        "{}/webhook/check-stock",
+        service_url(&ns, "check-stock").await
+    ));
+    commerce
+        .eventually(CART_IN_STOCK, Duration::from_secs(60), is_success)
+        .await;
+
+    // The operator pod is deleted; while no operator runs, the webhook's Service is
+    // deleted too. The replacement pod takes the Lease and puts the Service back.
+    tool(
+        "kubectl",
+        &[
+            "delete",
+            "pod",
+            &first_operator,
+            "-n",
+            &ns.name,
+            "--wait=true",
+        ],
+    )
+    .unwrap();
+    let services = ns.api::<Service>();
+    services
+        .delete("check-stock", &DeleteParams::default())
+        .await
+        .unwrap();
+    let second_operator = ready_pods(&ns, &operator_selector, 1).await.remove(0);
+    assert_ne!(second_operator, first_operator);
+    let leases = ns.api::<Lease>();
+    let lease_name = format!("{release}-commerce-webhook-operator");
+    wait_for(
+        "the new operator pod to hold the Lease",
+        POD_WAIT,
+        || async {
+            let holder = leases
+                .get_opt(&lease_name)
+                .await
+                .ok()??
+                .spec?
+                .holder_identity?;
+            (holder == second_operator).then_some(())
+        },
+    )
+    .await;
+    let commerce = Commerce::new(format!(
+        "{}/webhook/check-stock",
+        service_url(&ns, "check-stock").await
+    ));
+    commerce
+        .eventually(CART_IN_STOCK, Duration::from_secs(60), is_success)
+        .await;
+
+    // Nothing it did needed a permission the chart does not grant.
+    let log = tool("kubectl", &["logs", &second_operator, "-n", &ns.name]).unwrap();
+    assert!(log.contains("became leader"), "the operator's log:\n{log}");
     assert!(
         !log.to_lowercase().contains("forbidden"),
         "the operator hit a permission the chart does not grant:\n{log}"
+    );
+    let events = ns.api::<Event>();
+    let reasons: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r == "Created"),
+        "events: {reasons:?}"
     );
 
     // Upgrade with changed values, then uninstall: the CRD stays, as Helm does.
@@ -269,7 +387,8 @@ async fn helm_install_runs_the_operator_under_the_charts_rbac() {
         ],
     )
     .unwrap();
-    let operator_deployment = deployments.get(&account).await.unwrap();
+    let deployments = ns.api::<Deployment>();
+    let operator_deployment = deployments.get(&lease_name).await.unwrap();
     let container = &operator_deployment
         .spec
         .unwrap()
@@ -288,7 +407,7 @@ async fn helm_install_runs_the_operator_under_the_charts_rbac() {
 
     tool("helm", &["uninstall", &release, "--namespace", &ns.name]).unwrap();
     assert!(
-        deployments.get_opt(&account).await.unwrap().is_none(),
+        deployments.get_opt(&lease_name).await.unwrap().is_none(),
         "uninstall removes the operator"
     );
     let crds: Api<CustomResourceDefinition> = Api::all(ns.client.clone());
@@ -301,5 +420,6 @@ async fn helm_install_runs_the_operator_under_the_charts_rbac() {
         cwhs.get_opt("check-stock").await.unwrap().is_some(),
         "user resources survive uninstall"
     );
-    let _ = crd.map(|c| c.name_any());
 }
+
+const WEBHOOK_SELECTOR: &str = "app.kubernetes.io/instance=check-stock";

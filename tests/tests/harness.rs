@@ -1,26 +1,42 @@
-//! Proves the local control plane is a real one: server-side apply, the Deployment
-//! and ReplicaSet controllers, readiness from pod status, and garbage collection.
+//! Proves the local cluster is a real one: server-side apply, the Deployment and
+//! ReplicaSet controllers, pods run by the node with a hardened security context and
+//! made Ready by their probes, a Service routed to them, and garbage collection.
 
 use std::time::Duration;
 
-use e2e::{TestNamespace, mark_pods_ready, wait_for};
+use e2e::{Commerce, TestNamespace, WEBHOOK_IMAGE, ready_pods, service_url, wait_for};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::ResourceExt;
 use kube::api::{DeleteParams, ListParams, PostParams};
 
-const DEPLOYMENT: &str = r#"
+/// The webhook image with the embedded sample inventory, under the restrictions a
+/// production pod has.
+fn deployment_yaml() -> String {
+    format!(
+        r#"
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: smoke, labels: {app: smoke}}
+metadata: {{name: smoke, labels: {{app: smoke}}}}
 spec:
   replicas: 2
-  selector: {matchLabels: {app: smoke}}
+  selector: {{matchLabels: {{app: smoke}}}}
   template:
-    metadata: {labels: {app: smoke}}
+    metadata: {{labels: {{app: smoke}}}}
     spec:
-      containers: [{name: main, image: registry.invalid/smoke:1, ports: [{name: http, containerPort: 8080, protocol: TCP}]}]
-"#;
+      securityContext: {{runAsNonRoot: true, runAsUser: 65532, seccompProfile: {{type: RuntimeDefault}}}}
+      containers:
+        - name: main
+          image: {WEBHOOK_IMAGE}
+          ports: [{{name: http, containerPort: 8080, protocol: TCP}}]
+          readinessProbe: {{httpGet: {{path: /readyz, port: http}}, periodSeconds: 1}}
+          securityContext:
+            readOnlyRootFilesystem: true
+            allowPrivilegeEscalation: false
+            capabilities: {{drop: [ALL]}}
+"#
+    )
+}
 
 const SERVICE: &str = r#"
 apiVersion: v1
@@ -35,7 +51,7 @@ spec:
 async fn control_plane_runs_controllers_readiness_and_garbage_collection() {
     let ns = TestNamespace::new("smoke").await;
     let deployment: Deployment = ns
-        .apply_yaml(DEPLOYMENT)
+        .apply_yaml(&deployment_yaml())
         .await
         .expect("server-side apply a Deployment");
     let service: Service = ns
@@ -51,7 +67,7 @@ async fn control_plane_runs_controllers_readiness_and_garbage_collection() {
     )
     .await;
 
-    assert_eq!(mark_pods_ready(&ns.client, &ns.name, "app=smoke").await, 2);
+    assert_eq!(ready_pods(&ns, "app=smoke", 2).await.len(), 2);
     let deployments = ns.api::<Deployment>();
     wait_for(
         "the Deployment to report 2 ready replicas",
@@ -62,6 +78,23 @@ async fn control_plane_runs_controllers_readiness_and_garbage_collection() {
         },
     )
     .await;
+
+    // Through the Service, as kube-proxy routes it: the sample inventory answers.
+    let url = format!("{}/webhook/check-stock", service_url(&ns, "smoke").await);
+    let answer = Commerce::new(url)
+        .eventually(
+            r#"{"data":{"cart_id":"1","items":[{"item_id":1,"sku":"MS-03","qty":1}]}}"#,
+            Duration::from_secs(30),
+            |answer| answer["op"] == "exception",
+        )
+        .await;
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("MS-03"),
+        "{answer}"
+    );
 
     // An object owned by the Deployment disappears with it.
     let owned: ConfigMap = serde_json::from_value(serde_json::json!({

@@ -6,7 +6,7 @@ use std::time::Duration;
 use commerce_webhook_operator::children::CONFIG_HASH_ANNOTATION;
 use commerce_webhook_operator::leader::LeaseLock;
 use commerce_webhook_operator::resource::CommerceWebhook;
-use e2e::{Operator, TestNamespace, install_crd, mark_pods_ready, wait_for};
+use e2e::{Operator, POD_WAIT, TestNamespace, install_crd, wait_for};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -15,7 +15,6 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);
-const SELECTOR: &str = "app.kubernetes.io/instance=check-stock";
 
 const SECRET: &str = r#"
 apiVersion: v1
@@ -109,10 +108,11 @@ fn config_hash(deployment: &Deployment) -> String {
         .clone()
 }
 
-async fn mark_ready_and_wait(ns: &TestNamespace) -> CommerceWebhook {
+/// Waits until the node runs the webhook's pod, its readiness probe passes, and the
+/// operator reports it: Ready=True.
+async fn wait_until_ready(ns: &TestNamespace) -> CommerceWebhook {
     let api = ns.api::<CommerceWebhook>();
-    wait_for("Ready=True after pods are marked ready", WAIT, || async {
-        mark_pods_ready(&ns.client, &ns.name, SELECTOR).await;
+    wait_for("Ready=True from the pods' readiness", POD_WAIT, || async {
         let cwh = api.get("check-stock").await.ok()?;
         let ready = ready_condition(&cwh)?;
         (ready.status == "True").then_some(cwh.clone())
@@ -144,7 +144,7 @@ async fn deploys_inputs_and_secret_references_and_reports_readiness() {
         .as_ref()
         .unwrap();
     let container = &pod.containers[0];
-    assert_eq!(container.image.as_deref(), Some(e2e::TEST_IMAGE));
+    assert_eq!(container.image.as_deref(), Some(e2e::WEBHOOK_IMAGE));
     let env = container.env.as_ref().unwrap();
     let var = |name: &str| {
         env.iter()
@@ -206,7 +206,7 @@ async fn deploys_inputs_and_secret_references_and_reports_readiness() {
         (Some("http"), Some("TCP"))
     );
 
-    let ready = mark_ready_and_wait(&ns).await;
+    let ready = wait_until_ready(&ns).await;
     let status = ready.status.unwrap();
     assert_eq!(status.ready_replicas, 1);
     assert_eq!(status.conditions[0].reason, "Available");
@@ -270,7 +270,7 @@ async fn disabling_removes_the_workload_and_enabling_restores_it() {
         services.get_opt("check-stock").await.ok().flatten()
     })
     .await;
-    mark_ready_and_wait(&ns).await;
+    wait_until_ready(&ns).await;
 }
 
 #[tokio::test]
@@ -304,7 +304,7 @@ async fn repairs_deleted_and_hand_edited_children() {
         let d = deployments.get("check-stock").await.ok()?;
         let spec = d.spec?;
         let image = spec.template.spec?.containers[0].image.clone()?;
-        (spec.replicas == Some(1) && image == e2e::TEST_IMAGE).then_some(())
+        (spec.replicas == Some(1) && image == e2e::WEBHOOK_IMAGE).then_some(())
     })
     .await;
 }
@@ -495,7 +495,7 @@ async fn an_operator_restart_converges_and_a_resync_writes_nothing() {
         },
     )
     .await;
-    let converged = mark_ready_and_wait(&ns).await;
+    let converged = wait_until_ready(&ns).await;
     assert_eq!(converged.status.as_ref().unwrap().ready_replicas, 2);
     operator.stop().await;
 

@@ -30,3 +30,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "cwo.roleKind" -}}
 {{- if .Values.watchNamespace -}}Role{{- else -}}ClusterRole{{- end -}}
 {{- end -}}
+
+{{/* Leader election: on when asked for, and always with more than one replica. */}}
+{{- define "cwo.leaderElect" -}}
+{{- or .Values.leaderElection.enabled (gt (int .Values.replicaCount) 1) -}}
+{{- end }}

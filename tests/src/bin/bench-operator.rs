@@ -46,7 +46,7 @@ async fn direct(ns: &TestNamespace, count: usize) -> (Duration, Vec<Duration>) {
     let services = ns.api::<Service>();
     let events = ns.api::<k8s_openapi::api::events::v1::Event>();
     let defaults = Defaults {
-        image: e2e::TEST_IMAGE.to_owned(),
+        image: e2e::WEBHOOK_IMAGE.to_owned(),
     };
     let params = PatchParams::apply("bench-direct").force();
     let started = Instant::now();
