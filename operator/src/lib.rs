@@ -29,6 +29,8 @@
 pub mod children;
 pub mod commerce_config;
 pub mod controller;
+#[cfg(test)]
+mod fixtures;
 pub mod leader;
 pub mod live;
 pub mod metrics;
@@ -40,6 +42,3 @@ pub mod validation;
 
 /// The default webhook image; the Helm chart sets the same.
 pub const DEFAULT_WEBHOOK_IMAGE: &str = "ghcr.io/commerce-webhook-operator/commerce-webhook:0.1.0";
-
-#[cfg(test)]
-mod fixtures;

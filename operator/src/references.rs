@@ -190,7 +190,7 @@ fn key_missing(kind: &'static str, name: &str, key: &str) -> ReferenceError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::children::tests::resource;
+    use crate::fixtures::webhook as resource;
 
     #[test]
     fn references_cover_every_secret_and_config_map() {

@@ -171,7 +171,7 @@ pub fn deployment(cwh: &CommerceWebhook, defaults: &Defaults, config_hash: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::children::tests::resource;
+    use crate::fixtures::webhook as resource;
 
     #[test]
     fn the_deployment_is_hardened_and_owned() {

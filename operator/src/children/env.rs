@@ -140,7 +140,7 @@ mod tests {
     use commerce_webhook::contract::{Args, ExposeSecret, FailurePolicy, SecretString};
 
     use super::*;
-    use crate::children::tests::resource;
+    use crate::fixtures::webhook as resource;
 
     fn names(env: &[EnvVar]) -> Vec<&str> {
         env.iter().map(|e| e.name.as_str()).collect()

@@ -49,7 +49,7 @@ pub fn ingress(cwh: &CommerceWebhook) -> Option<Ingress> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::children::tests::resource;
+    use crate::fixtures::webhook as resource;
 
     #[test]
     fn the_ingress_routes_the_host_and_path() {

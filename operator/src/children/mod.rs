@@ -70,17 +70,3 @@ fn owner_ref(mut owner: OwnerReference) -> OwnerReference {
     owner.block_owner_deletion = Some(true);
     owner
 }
-
-#[cfg(test)]
-pub(crate) mod tests {
-    use crate::resource::{CommerceWebhook, CommerceWebhookSpec};
-
-    /// A resource `hook` in namespace `shop` with the spec in `yaml`.
-    pub(crate) fn resource(yaml: &str) -> CommerceWebhook {
-        let spec: CommerceWebhookSpec = serde_yaml::from_str(yaml).unwrap();
-        let mut cwh = CommerceWebhook::new("hook", spec);
-        cwh.metadata.namespace = Some("shop".into());
-        cwh.metadata.uid = Some("uid-1".into());
-        cwh
-    }
-}
