@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //!
-//! Dependencies point one way, down this list:
+//! Dependencies point one way: each module only uses the ones listed before it.
 //!
 //! * [`resource`]: the `CommerceWebhook` custom resource, its CRD, and its URLs.
 //! * [`validation`]: what the schema cannot say, checked once per reconcile and

@@ -1,5 +1,5 @@
 //! The validated configuration: [`Config::from_args`] turns the parsed
-//! [`Args`](crate::contract::Args) into the values the service runs with, and is
+//! [`Args`] into the values the service runs with, and is
 //! the one place they are checked. A bad value stops the process at start-up with a
 //! message naming the variable, rather than failing the first shopper.
 

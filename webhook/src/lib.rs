@@ -3,15 +3,16 @@
 //!
 //! # Layout
 //!
+//! Each module below only uses the ones listed before it.
+//!
 //! The contract, compiled in every build (it is all the operator depends on):
 //!
+//! * [`answers`]: the failure policy and the fixed parts of every answer.
 //! * [`contract`]: the environment interface: variable names, defaults, the
 //!   [`contract::Args`] parser, the paths the service reserves.
-//! * [`answers`]: the failure policy and the fixed parts of every answer.
 //! * [`ops`]: what both binaries do alike: stop on SIGTERM, render metrics.
 //!
-//! The service, behind the default `server` feature. Each module only uses the
-//! ones listed before it:
+//! The service, behind the default `server` feature:
 //!
 //! * [`payload`], [`operation`]: Commerce's request and answer documents.
 //! * `deadline`, `metrics`, `auth`: a lazy deadline timer, the Prometheus

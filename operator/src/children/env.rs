@@ -23,7 +23,7 @@ const SHUTDOWN_DRAIN_MS: u32 = 5000;
 const MAX_REQUEST_DEADLINE_MS: u32 = 600;
 
 /// The webhook's deadline: inside Commerce's hard timeout with room for the network,
-/// and never more than [`MAX_REQUEST_DEADLINE_MS`].
+/// and never more than `MAX_REQUEST_DEADLINE_MS`.
 pub fn request_deadline_ms(timeout_ms: u32) -> u32 {
     (timeout_ms.saturating_mul(4) / 5).clamp(1, MAX_REQUEST_DEADLINE_MS)
 }

@@ -4,7 +4,7 @@
 //! Pure functions of a validated resource (plus the operator's defaults and the
 //! hash of the referenced data), so that what is applied is deterministic: applying
 //! the same resource twice changes nothing on the server. One module per child
-//! kind; [`env`] is the pod's environment, built from the webhook's contract.
+//! kind; [`env`](mod@env) is the pod's environment, built from the webhook's contract.
 
 mod deployment;
 pub mod env;
