@@ -27,9 +27,9 @@ impl HookConfig {
         let status = cwh.status.as_ref();
         let url = status
             .and_then(|s| s.external_url.clone())
-            .or_else(|| crate::children::external_url(cwh))
+            .or_else(|| cwh.external_url())
             .or_else(|| status.and_then(|s| s.url.clone()))
-            .unwrap_or_else(|| crate::children::cluster_url(cwh));
+            .unwrap_or_else(|| cwh.cluster_url());
         HookConfig {
             url,
             hook_name: cwh.name_any().replace('-', "_"),

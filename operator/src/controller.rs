@@ -13,9 +13,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use crate::children::{self, Reference};
 use crate::live::ChildWriters;
 use crate::reconciler::{Context, error_policy, reconcile};
+use crate::references::references;
 use crate::resource::CommerceWebhook;
 
 /// Only children carry this label; watching with it keeps the operator from caching
@@ -135,13 +135,9 @@ where
             .iter()
             .filter(|cwh| cwh.namespace() == namespace)
             .filter(|cwh| {
-                children::references(cwh).iter().any(|reference| {
-                    let same_kind = match reference {
-                        Reference::Secret(..) => kind == "Secret",
-                        Reference::ConfigMap(..) | Reference::Inventory(..) => kind == "ConfigMap",
-                    };
-                    same_kind && reference.name() == name
-                })
+                references(cwh)
+                    .iter()
+                    .any(|reference| reference.kind() == kind && reference.name() == name)
             })
             .map(|cwh| ObjectRef::from_obj(&**cwh))
             .collect()

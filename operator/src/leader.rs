@@ -4,6 +4,10 @@
 //! The holder renews the Lease every `duration / 3`; another replica takes it over
 //! once `renewTime + leaseDurationSeconds` has passed. Updates use the Lease's
 //! resourceVersion, so two candidates can never both win the same round.
+//!
+//! Each round's decision is the pure function [`decide`] of the Lease read and the
+//! time, so the state machine is tested with a made-up clock; `LeaseLock` only
+//! reads and writes.
 
 use std::time::Duration;
 
@@ -13,11 +17,65 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::PostParams;
 use kube::{Api, Client};
 
+/// Where the current time comes from: the system clock, or a test's.
+pub type Clock = fn() -> Timestamp;
+
 pub struct LeaseLock {
     api: Api<Lease>,
     name: String,
     identity: String,
     duration: Duration,
+    clock: Clock,
+}
+
+/// What one election round does with the Lease it read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Round {
+    /// There is no Lease: create it, held by this replica.
+    Create(LeaseSpec),
+    /// It is this replica's, or expired, or released: write this spec.
+    Take(LeaseSpec),
+    /// Another replica holds it and renewed it in time.
+    StandBy,
+}
+
+/// One round of the election, for the replica `identity` at time `now`.
+pub fn decide(
+    current: Option<&LeaseSpec>,
+    identity: &str,
+    duration: Duration,
+    now: Timestamp,
+) -> Round {
+    let seconds = i32::try_from(duration.as_secs()).unwrap_or(i32::MAX).max(1);
+    let Some(current) = current else {
+        return Round::Create(LeaseSpec {
+            holder_identity: Some(identity.to_owned()),
+            lease_duration_seconds: Some(seconds),
+            acquire_time: Some(MicroTime(now)),
+            renew_time: Some(MicroTime(now)),
+            lease_transitions: Some(0),
+            ..LeaseSpec::default()
+        });
+    };
+    let mut spec = current.clone();
+    let ours = spec.holder_identity.as_deref() == Some(identity);
+    let held_for =
+        SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(seconds)));
+    let expired = match (&spec.holder_identity, &spec.renew_time) {
+        (Some(_), Some(renewed)) => renewed.0 + held_for < now,
+        _ => true,
+    };
+    if !ours && !expired {
+        return Round::StandBy;
+    }
+    if !ours {
+        spec.acquire_time = Some(MicroTime(now));
+        spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+    }
+    spec.holder_identity = Some(identity.to_owned());
+    spec.lease_duration_seconds = Some(seconds);
+    spec.renew_time = Some(MicroTime(now));
+    Round::Take(spec)
 }
 
 impl LeaseLock {
@@ -33,7 +91,13 @@ impl LeaseLock {
             name: name.to_owned(),
             identity: identity.to_owned(),
             duration,
+            clock: Timestamp::now,
         }
+    }
+
+    /// The same lock reading the time from `clock`.
+    pub fn with_clock(self, clock: Clock) -> Self {
+        LeaseLock { clock, ..self }
     }
 
     pub fn renew_interval(&self) -> Duration {
@@ -105,50 +169,39 @@ impl LeaseLock {
 
     /// One round: create the Lease, renew it, or take it over once expired.
     async fn try_acquire_or_renew(&self) -> Result<bool, kube::Error> {
-        let now = Timestamp::now();
-        let seconds = i32::try_from(self.duration.as_secs())
-            .unwrap_or(i32::MAX)
-            .max(1);
-        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
-            let lease = Lease {
-                metadata: ObjectMeta {
-                    name: Some(self.name.clone()),
-                    ..ObjectMeta::default()
-                },
-                spec: Some(LeaseSpec {
-                    holder_identity: Some(self.identity.clone()),
-                    lease_duration_seconds: Some(seconds),
-                    acquire_time: Some(MicroTime(now)),
-                    renew_time: Some(MicroTime(now)),
-                    lease_transitions: Some(0),
-                    ..LeaseSpec::default()
-                }),
-            };
-            return conflict_is_false(self.api.create(&PostParams::default(), &lease).await);
-        };
-        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
-        let ours = spec.holder_identity.as_deref() == Some(self.identity.as_str());
-        let held_for =
-            SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(seconds)));
-        let expired = match (&spec.holder_identity, &spec.renew_time) {
-            (Some(_), Some(renewed)) => renewed.0 + held_for < now,
-            _ => true,
-        };
-        if !ours && !expired {
-            return Ok(false);
+        let lease = self.api.get_opt(&self.name).await?;
+        let current = lease
+            .as_ref()
+            .map(|lease| lease.spec.clone().unwrap_or_default());
+        match decide(
+            current.as_ref(),
+            &self.identity,
+            self.duration,
+            (self.clock)(),
+        ) {
+            Round::StandBy => Ok(false),
+            Round::Create(spec) => {
+                let lease = Lease {
+                    metadata: ObjectMeta {
+                        name: Some(self.name.clone()),
+                        ..ObjectMeta::default()
+                    },
+                    spec: Some(spec),
+                };
+                conflict_is_false(self.api.create(&PostParams::default(), &lease).await)
+            }
+            Round::Take(spec) => {
+                // Written over the Lease as read: its resourceVersion makes a
+                // concurrent winner turn this write into a 409.
+                let mut lease = lease.unwrap_or_default();
+                lease.spec = Some(spec);
+                conflict_is_false(
+                    self.api
+                        .replace(&self.name, &PostParams::default(), &lease)
+                        .await,
+                )
+            }
         }
-        if !ours {
-            spec.acquire_time = Some(MicroTime(now));
-            spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
-        }
-        spec.holder_identity = Some(self.identity.clone());
-        spec.lease_duration_seconds = Some(seconds);
-        spec.renew_time = Some(MicroTime(now));
-        conflict_is_false(
-            self.api
-                .replace(&self.name, &PostParams::default(), &lease)
-                .await,
-        )
     }
 }
 
@@ -158,5 +211,89 @@ fn conflict_is_false<T>(result: Result<T, kube::Error>) -> Result<bool, kube::Er
         Ok(_) => Ok(true),
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
         Err(error) => Err(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DURATION: Duration = Duration::from_secs(15);
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + second).unwrap()
+    }
+
+    fn taken(round: Round) -> LeaseSpec {
+        match round {
+            Round::Take(spec) | Round::Create(spec) => spec,
+            Round::StandBy => panic!("expected to hold the Lease, stood by"),
+        }
+    }
+
+    #[test]
+    fn the_first_candidate_creates_the_lease() {
+        let Round::Create(spec) = decide(None, "a", DURATION, at(0)) else {
+            panic!("no Lease: create it");
+        };
+        assert_eq!(spec.holder_identity.as_deref(), Some("a"));
+        assert_eq!(spec.lease_duration_seconds, Some(15));
+        assert_eq!(spec.renew_time, Some(MicroTime(at(0))));
+        assert_eq!(spec.lease_transitions, Some(0));
+    }
+
+    #[test]
+    fn the_holder_renews_without_a_transition() {
+        let held = taken(decide(None, "a", DURATION, at(0)));
+        let renewed = taken(decide(Some(&held), "a", DURATION, at(5)));
+        assert_eq!(renewed.renew_time, Some(MicroTime(at(5))));
+        assert_eq!(renewed.acquire_time, Some(MicroTime(at(0))));
+        assert_eq!(renewed.lease_transitions, Some(0));
+    }
+
+    #[test]
+    fn another_replica_stands_by_until_the_lease_expires() {
+        let held = taken(decide(None, "a", DURATION, at(0)));
+        assert_eq!(decide(Some(&held), "b", DURATION, at(10)), Round::StandBy);
+        assert_eq!(
+            decide(Some(&held), "b", DURATION, at(15)),
+            Round::StandBy,
+            "exactly at renewTime + duration it is still held"
+        );
+        let taken_over = taken(decide(Some(&held), "b", DURATION, at(16)));
+        assert_eq!(taken_over.holder_identity.as_deref(), Some("b"));
+        assert_eq!(taken_over.acquire_time, Some(MicroTime(at(16))));
+        assert_eq!(taken_over.lease_transitions, Some(1));
+    }
+
+    #[test]
+    fn a_released_lease_is_taken_at_once() {
+        let mut released = taken(decide(None, "a", DURATION, at(0)));
+        released.holder_identity = None;
+        released.renew_time = None;
+        let next = taken(decide(Some(&released), "b", DURATION, at(1)));
+        assert_eq!(next.holder_identity.as_deref(), Some("b"));
+        assert_eq!(next.lease_transitions, Some(1));
+    }
+
+    #[test]
+    fn the_holder_s_duration_counts_not_the_candidate_s() {
+        let long = taken(decide(None, "a", Duration::from_secs(60), at(0)));
+        assert_eq!(
+            decide(Some(&long), "b", DURATION, at(30)),
+            Round::StandBy,
+            "the Lease says 60 s; a candidate with 15 s must still wait"
+        );
+    }
+
+    #[test]
+    fn conflicts_are_lost_rounds_not_errors() {
+        let conflict: Result<(), kube::Error> = Err(kube::Error::Api(
+            kube::core::Status::failure("conflict", "Conflict")
+                .with_code(409)
+                .boxed(),
+        ));
+        assert!(matches!(conflict_is_false(conflict), Ok(false)));
+        assert!(matches!(conflict_is_false(Ok(())), Ok(true)));
     }
 }

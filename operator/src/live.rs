@@ -9,10 +9,92 @@ use std::sync::Mutex;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
 use kube::runtime::reflector::{self, Store, store::Writer};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
+
+/// The kinds of object a `CommerceWebhook` owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChildKind {
+    Deployment,
+    Service,
+    Ingress,
+}
+
+impl ChildKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChildKind::Deployment => "Deployment",
+            ChildKind::Service => "Service",
+            ChildKind::Ingress => "Ingress",
+        }
+    }
+}
+
+impl std::fmt::Display for ChildKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An object type the operator creates for a `CommerceWebhook`.
+pub trait Child:
+    Resource<DynamicType = ()> + Clone + std::fmt::Debug + Serialize + DeserializeOwned
+{
+    const KIND: ChildKind;
+}
+
+impl Child for Deployment {
+    const KIND: ChildKind = ChildKind::Deployment;
+}
+
+impl Child for Service {
+    const KIND: ChildKind = ChildKind::Service;
+}
+
+impl Child for Ingress {
+    const KIND: ChildKind = ChildKind::Ingress;
+}
+
+/// One child object.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ChildKey {
+    pub kind: ChildKind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ChildKey {
+    pub fn new(kind: ChildKind, namespace: &str, name: &str) -> Self {
+        ChildKey {
+            kind,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+}
+
+/// The version of a child that says whether someone changed it: its generation
+/// where it has one (a Deployment's status updates leave it alone, spec edits bump
+/// it), its resourceVersion otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Version {
+    Generation(i64),
+    ResourceVersion(String),
+}
+
+impl Version {
+    pub fn of(meta: &ObjectMeta) -> Version {
+        match meta.generation {
+            Some(generation) => Version::Generation(generation),
+            None => Version::ResourceVersion(meta.resource_version.clone().unwrap_or_default()),
+        }
+    }
+}
 
 /// Read side of the child caches, held by the reconciler.
 pub struct LiveChildren {
@@ -41,16 +123,6 @@ pub fn caches() -> (LiveChildren, ChildWriters) {
     )
 }
 
-/// The version of a child that says whether someone changed it: its generation
-/// where it has one (a Deployment's status updates leave it alone, spec edits bump
-/// it), its resourceVersion otherwise.
-pub fn version(meta: &ObjectMeta) -> String {
-    match meta.generation {
-        Some(generation) => format!("g{generation}"),
-        None => format!("r{}", meta.resource_version.as_deref().unwrap_or_default()),
-    }
-}
-
 /// A digest of a desired object.
 pub fn digest<T: Serialize>(desired: &T) -> [u8; 32] {
     // Serialising our own k8s-openapi objects cannot fail.
@@ -58,29 +130,27 @@ pub fn digest<T: Serialize>(desired: &T) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
-type ChildKey = (&'static str, String, String);
-
 /// What was last applied to each child, and the version the apply produced.
 #[derive(Default)]
 pub struct Applied {
-    entries: Mutex<HashMap<ChildKey, ([u8; 32], String)>>,
+    entries: Mutex<HashMap<ChildKey, ([u8; 32], Version)>>,
 }
 
 impl Applied {
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<ChildKey, ([u8; 32], String)>> {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<ChildKey, ([u8; 32], Version)>> {
         self.entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// True if `desired` was applied last and the live child is still that version.
-    pub fn is_current(&self, key: &ChildKey, desired: &[u8; 32], live_version: &str) -> bool {
+    pub fn is_current(&self, key: &ChildKey, desired: &[u8; 32], live_version: &Version) -> bool {
         self.entries()
             .get(key)
             .is_some_and(|(digest, version)| digest == desired && version == live_version)
     }
 
-    pub fn record(&self, key: ChildKey, desired: [u8; 32], version: String) {
+    pub fn record(&self, key: ChildKey, desired: [u8; 32], version: Version) {
         self.entries().insert(key, (desired, version));
     }
 
@@ -96,24 +166,25 @@ mod tests {
     #[test]
     fn a_changed_version_or_desired_state_is_not_current() {
         let applied = Applied::default();
-        let key = ("Deployment", "ns".to_owned(), "hook".to_owned());
+        let key = ChildKey::new(ChildKind::Deployment, "ns", "hook");
         let desired = digest(&"spec v1");
+        let (g1, g2) = (Version::Generation(1), Version::Generation(2));
         assert!(
-            !applied.is_current(&key, &desired, "g1"),
+            !applied.is_current(&key, &desired, &g1),
             "nothing applied yet"
         );
-        applied.record(key.clone(), desired, "g1".into());
-        assert!(applied.is_current(&key, &desired, "g1"));
+        applied.record(key.clone(), desired, g1.clone());
+        assert!(applied.is_current(&key, &desired, &g1));
         assert!(
-            !applied.is_current(&key, &desired, "g2"),
+            !applied.is_current(&key, &desired, &g2),
             "edited by someone else"
         );
         assert!(
-            !applied.is_current(&key, &digest(&"spec v2"), "g1"),
+            !applied.is_current(&key, &digest(&"spec v2"), &g1),
             "the spec changed"
         );
         applied.forget(&key);
-        assert!(!applied.is_current(&key, &desired, "g1"));
+        assert!(!applied.is_current(&key, &desired, &g1));
     }
 
     #[test]
@@ -123,11 +194,11 @@ mod tests {
             resource_version: Some("99".into()),
             ..ObjectMeta::default()
         };
-        assert_eq!(version(&with_generation), "g3");
+        assert_eq!(Version::of(&with_generation), Version::Generation(3));
         let without = ObjectMeta {
             resource_version: Some("99".into()),
             ..ObjectMeta::default()
         };
-        assert_eq!(version(&without), "r99");
+        assert_eq!(Version::of(&without), Version::ResourceVersion("99".into()));
     }
 }

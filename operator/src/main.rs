@@ -12,6 +12,7 @@ use kube::{Api, Client};
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
+use commerce_webhook::ops::shutdown_signal;
 use commerce_webhook_operator::children::Defaults;
 use commerce_webhook_operator::controller::{self, Scope};
 use commerce_webhook_operator::leader::LeaseLock;
@@ -237,21 +238,5 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
         Err(MainError::LostLease)
     } else {
         Ok(())
-    }
-}
-
-/// SIGTERM (Kubernetes) or Ctrl-C.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {},
-                _ = tokio::signal::ctrl_c() => {},
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
     }
 }

@@ -1,4 +1,5 @@
-//! The operator's own metrics and health endpoints.
+//! The operator's own metrics and health endpoints. A leaf module: the reconciler
+//! hands it what to count (a failure as the label of its kind).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,9 +10,18 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use commerce_webhook::contract::{HEALTH_PATH, METRICS_PATH, READY_PATH};
+use commerce_webhook::ops;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    kind: &'static str,
+}
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -21,7 +31,7 @@ pub struct Metrics {
 struct Inner {
     registry: Registry,
     reconciles: Counter,
-    failures: Counter,
+    failures: Family<FailureLabels, Counter>,
     duration: Histogram,
     /// True while this replica runs the controller (it holds the lease, or leader
     /// election is off).
@@ -33,10 +43,10 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("commerce_webhook_operator");
         let reconciles = Counter::default();
         registry.register("reconciles", "reconciles run", reconciles.clone());
-        let failures = Counter::default();
+        let failures = Family::<FailureLabels, Counter>::default();
         registry.register(
             "reconcile_failures",
-            "reconciles that failed",
+            "reconciles that failed, by kind of error",
             failures.clone(),
         );
         let duration = Histogram::new([
@@ -60,10 +70,14 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn observe_reconcile(&self, elapsed: Duration, failed: bool) {
+    /// One reconcile: its time, and the kind of error if it failed.
+    pub fn observe_reconcile(&self, elapsed: Duration, failure: Option<&'static str>) {
         self.inner.reconciles.inc();
-        if failed {
-            self.inner.failures.inc();
+        if let Some(kind) = failure {
+            self.inner
+                .failures
+                .get_or_create(&FailureLabels { kind })
+                .inc();
         }
         self.inner.duration.observe(elapsed.as_secs_f64());
     }
@@ -78,24 +92,21 @@ impl Metrics {
     }
 
     fn render(&self) -> String {
-        let mut text = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &self.inner.registry);
-        text
+        ops::render(&self.inner.registry)
     }
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` until
-/// `shutdown` completes.
+/// Serves `/metrics`, `/healthz` and `/readyz` (the same paths as the webhook's, so
+/// one convention serves both) until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Metrics,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
-        .route("/metrics", get(render))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
+        .route(METRICS_PATH, get(render))
+        .route(HEALTH_PATH, get(|| async { "ok" }))
+        .route(READY_PATH, get(ready))
         .with_state(metrics);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -104,10 +115,7 @@ pub async fn serve(
 
 async fn render(State(metrics): State<Metrics>) -> impl IntoResponse {
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, ops::OPENMETRICS_CONTENT_TYPE)],
         metrics.render(),
     )
 }
@@ -118,5 +126,23 @@ async fn ready(State(metrics): State<Metrics>) -> (StatusCode, &'static str) {
         (StatusCode::OK, "leading")
     } else {
         (StatusCode::OK, "standby")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_are_counted_by_kind() {
+        let metrics = Metrics::default();
+        metrics.observe_reconcile(Duration::from_millis(3), None);
+        metrics.observe_reconcile(Duration::from_millis(3), Some("apply"));
+        let text = metrics.render();
+        assert_eq!(metrics.reconciles(), 2);
+        assert!(
+            text.contains("commerce_webhook_operator_reconcile_failures_total{kind=\"apply\"} 1"),
+            "{text}"
+        );
     }
 }

@@ -5,7 +5,6 @@
 //! nothing), and the status is only written when it differs.
 
 use std::collections::HashMap;
-use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,17 +16,16 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::json;
 use thiserror::Error;
 
-use crate::children::{self, Defaults, SpecError};
-use crate::live::{self, Applied, ChildWriters, LiveChildren};
+use crate::children::{self, Defaults};
+use crate::live::{self, Applied, Child, ChildKey, ChildKind, ChildWriters, LiveChildren, Version};
 use crate::metrics::Metrics;
 use crate::references::{self, ReferenceError};
 use crate::resource::{CommerceWebhook, CommerceWebhookStatus};
 use crate::status::{self, Observation, Reason};
+use crate::validation::InvalidSpec;
 
 pub const FIELD_MANAGER: &str = "commerce-webhook-operator";
 /// A healthy resource is looked at again this often even without events.
@@ -43,20 +41,35 @@ pub enum Error {
     NoNamespace,
     #[error("applying {kind} {name}: {source}")]
     Apply {
-        kind: &'static str,
+        kind: ChildKind,
         name: String,
+        #[source]
         source: kube::Error,
     },
     #[error("deleting {kind} {name}: {source}")]
     Delete {
-        kind: &'static str,
+        kind: ChildKind,
         name: String,
+        #[source]
         source: kube::Error,
     },
     #[error(transparent)]
     Reference(#[from] ReferenceError),
     #[error("updating status: {0}")]
-    Status(kube::Error),
+    Status(#[source] kube::Error),
+}
+
+impl Error {
+    /// A stable label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::NoNamespace => "no_namespace",
+            Error::Apply { .. } => "apply",
+            Error::Delete { .. } => "delete",
+            Error::Reference(_) => "reference",
+            Error::Status(_) => "status",
+        }
+    }
 }
 
 /// Shared by every reconcile.
@@ -112,7 +125,7 @@ pub async fn reconcile(cwh: Arc<CommerceWebhook>, ctx: Arc<Context>) -> Result<A
     let started = Instant::now();
     let result = reconcile_resource(&cwh, &ctx).await;
     ctx.metrics
-        .observe_reconcile(started.elapsed(), result.is_err());
+        .observe_reconcile(started.elapsed(), result.as_ref().err().map(Error::kind));
     if result.is_ok() {
         ctx.failures().remove(&ObjectRef::from_obj(&*cwh));
     }
@@ -159,11 +172,11 @@ async fn reconcile_resource(cwh: &CommerceWebhook, ctx: &Context) -> Result<Acti
         return Ok(Action::await_change());
     }
 
-    if let Err(error) = children::env(cwh) {
+    if let Err(error) = cwh.spec.validate() {
         return invalid_spec(ctx, cwh, observe, error).await;
     }
 
-    let refs = children::references(cwh);
+    let refs = references::references(cwh);
     let config_hash = match references::config_hash(&ctx.client, &namespace, &refs).await {
         Ok(hash) => hash,
         Err(error) if error.is_missing() => {
@@ -176,10 +189,7 @@ async fn reconcile_resource(cwh: &CommerceWebhook, ctx: &Context) -> Result<Acti
         Err(error) => return Err(error.into()),
     };
 
-    let deployment = match children::deployment(cwh, &ctx.defaults, &config_hash) {
-        Ok(deployment) => deployment,
-        Err(error) => return invalid_spec(ctx, cwh, observe, error).await,
-    };
+    let deployment = children::deployment(cwh, &ctx.defaults, &config_hash);
     let applied = apply_children(ctx, &namespace, &name, cwh, &deployment).await;
     let (deployment, change) = match applied {
         Ok(applied) => applied,
@@ -195,8 +205,8 @@ async fn reconcile_resource(cwh: &CommerceWebhook, ctx: &Context) -> Result<Acti
         status::deployment_readiness(&deployment, cwh.spec.workload.replicas);
     let observation = Observation {
         ready_replicas,
-        url: Some(children::cluster_url(cwh)),
-        external_url: children::external_url(cwh),
+        url: Some(cwh.cluster_url()),
+        external_url: cwh.external_url(),
         ..observe(reason, message)
     };
     // The event and the status are independent writes: send them together.
@@ -222,7 +232,7 @@ async fn invalid_spec(
     ctx: &Context,
     cwh: &CommerceWebhook,
     observe: impl Fn(Reason, String) -> Observation,
-    error: SpecError,
+    error: InvalidSpec,
 ) -> Result<Action, Error> {
     let message = error.to_string();
     if update_status(ctx, cwh, observe(Reason::InvalidSpec, message.clone())).await? {
@@ -277,21 +287,20 @@ async fn apply_if_changed<K>(
     desired: &K,
 ) -> Result<(K, bool), Error>
 where
-    K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
+    K: Child,
 {
     let namespace = desired.meta().namespace.clone().unwrap_or_default();
-    let key = (kind_name(&K::kind(&())), namespace.clone(), name.to_owned());
+    let key = ChildKey::new(K::KIND, &namespace, name);
     let wanted = live::digest(desired);
     if let Some(live) = cache.get(&ObjectRef::new(name).within(&namespace))
         && ctx
             .applied
-            .is_current(&key, &wanted, &live::version(live.meta()))
+            .is_current(&key, &wanted, &Version::of(live.meta()))
     {
         return Ok(((*live).clone(), false));
     }
     let result = apply(api, name, desired).await?;
-    ctx.applied
-        .record(key, wanted, live::version(result.meta()));
+    ctx.applied.record(key, wanted, Version::of(result.meta()));
     Ok((result, true))
 }
 
@@ -316,39 +325,24 @@ fn workload_change(applied: &Deployment, cwh: &CommerceWebhook) -> Change {
     }
 }
 
-async fn apply<K>(api: &Api<K>, name: &str, object: &K) -> Result<K, Error>
-where
-    K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
-{
+async fn apply<K: Child>(api: &Api<K>, name: &str, object: &K) -> Result<K, Error> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
     api.patch(name, &params, &Patch::Apply(object))
         .await
         .map_err(|source| Error::Apply {
-            kind: kind_name(&K::kind(&())),
+            kind: K::KIND,
             name: name.to_owned(),
             source,
         })
 }
 
-fn kind_name(kind: &str) -> &'static str {
-    match kind {
-        "Deployment" => "Deployment",
-        "Service" => "Service",
-        "Ingress" => "Ingress",
-        _ => "object",
-    }
-}
-
 /// Deletes the object if it exists; true if something was deleted.
-async fn delete<K>(api: &Api<K>, name: &str) -> Result<bool, Error>
-where
-    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
-{
+async fn delete<K: Child>(api: &Api<K>, name: &str) -> Result<bool, Error> {
     match api.delete(name, &DeleteParams::background()).await {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
         Err(source) => Err(Error::Delete {
-            kind: kind_name(&K::kind(&())),
+            kind: K::KIND,
             name: name.to_owned(),
             source,
         }),
@@ -365,9 +359,8 @@ async fn remove_children(ctx: &Context, namespace: &str, name: &str) -> Result<b
         delete(&services, name),
         delete(&deployments, name),
     )?;
-    for kind in ["Deployment", "Service"] {
-        ctx.applied
-            .forget(&(kind, namespace.to_owned(), name.to_owned()));
+    for kind in [ChildKind::Deployment, ChildKind::Service] {
+        ctx.applied.forget(&ChildKey::new(kind, namespace, name));
     }
     Ok(ingress || service || deployment)
 }
@@ -424,5 +417,218 @@ async fn publish(ctx: &Context, cwh: &CommerceWebhook, type_: EventType, reason:
     };
     if let Err(error) = ctx.recorder.publish(&event, &cwh.object_ref(&())).await {
         tracing::warn!(%error, reason, "could not publish an event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{Method, StatusCode};
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::runtime::watcher;
+
+    use super::*;
+    use crate::fixtures::{ApiServer, answered, failure, path, webhook};
+
+    fn secret_path(name: &str) -> String {
+        format!("{}/{name}", path::SECRETS)
+    }
+
+    #[tokio::test]
+    async fn a_disabled_webhook_loses_its_children_and_says_so() {
+        let cwh = webhook("enabled: false");
+        let (ctx, _writers, server) = ApiServer::start(
+            &cwh,
+            Box::new(|call| {
+                // The Deployment and Service existed; the Ingress never did.
+                (call.method == Method::DELETE && !call.path.contains("ingresses")).then(|| {
+                    let success = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                             "status": "Success", "code": 200});
+                    (StatusCode::OK, success)
+                })
+            }),
+        );
+        let action = reconcile(Arc::new(cwh.clone()), ctx).await.unwrap();
+        assert_eq!(action, Action::await_change());
+        let mut expected = vec![
+            format!("DELETE {}", path::DEPLOYMENT),
+            format!("DELETE {}", path::INGRESS),
+            format!("DELETE {}", path::SERVICE),
+            format!("PATCH {}", path::STATUS),
+            format!("POST {}", path::EVENTS),
+        ];
+        expected.sort();
+        assert_eq!(server.lines(), expected);
+        assert_eq!(server.last_status()["conditions"][0]["reason"], "Disabled");
+        assert_eq!(server.event_reasons(), ["Disabled"]);
+    }
+
+    #[tokio::test]
+    async fn a_missing_secret_is_waited_for_and_named() {
+        let cwh = webhook("authToken: {name: hook-auth, key: token}");
+        let (ctx, _writers, server) = ApiServer::start(&cwh, Box::new(|_| None));
+        let action = reconcile(Arc::new(cwh.clone()), ctx).await.unwrap();
+        assert_eq!(action, Action::requeue(MISSING_REFERENCE_RETRY));
+        assert_eq!(
+            server.lines(),
+            [
+                format!("GET {}", secret_path("hook-auth")),
+                format!("PATCH {}", path::STATUS),
+                format!("POST {}", path::EVENTS),
+            ],
+            "nothing is applied while a reference is missing"
+        );
+        let status = server.last_status();
+        assert_eq!(status["conditions"][0]["reason"], "MissingReference");
+        assert_eq!(
+            status["conditions"][0]["message"],
+            "waiting for Secret hook-auth not found"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_invalid_spec_reports_every_problem_and_applies_nothing() {
+        let cwh = webhook(
+            "path: /metrics\ninputs: [{name: PORT, value: '1'}]\nauthToken: {name: s, key: k}",
+        );
+        let (ctx, _writers, server) = ApiServer::start(&cwh, Box::new(|_| None));
+        let action = reconcile(Arc::new(cwh.clone()), ctx).await.unwrap();
+        assert_eq!(action, Action::await_change(), "only an edit can fix it");
+        assert_eq!(
+            server.lines(),
+            [
+                format!("PATCH {}", path::STATUS),
+                format!("POST {}", path::EVENTS)
+            ],
+            "references are not even read"
+        );
+        let status = server.last_status();
+        assert_eq!(status["conditions"][0]["reason"], "InvalidSpec");
+        assert_eq!(
+            status["conditions"][0]["message"],
+            "spec.path /metrics: /metrics is reserved for the service itself; \
+             input PORT is managed by the operator; set it there instead of in spec.inputs"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_apply_is_reported_counted_and_retried() {
+        let cwh = webhook("{}");
+        let (ctx, _writers, server) = ApiServer::start(
+            &cwh,
+            Box::new(|call| {
+                (call.method == Method::PATCH && call.path == path::DEPLOYMENT)
+                    .then(|| failure(StatusCode::FORBIDDEN, "Forbidden"))
+            }),
+        );
+        let error = reconcile(Arc::new(cwh.clone()), ctx.clone())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                &error,
+                Error::Apply {
+                    kind: ChildKind::Deployment,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        assert!(
+            std::error::Error::source(&error).is_some(),
+            "the API error stays reachable as the source"
+        );
+        let status = server.last_status();
+        assert_eq!(status["conditions"][0]["reason"], "ApplyFailed");
+        assert_eq!(server.event_reasons(), ["ApplyFailed"]);
+        assert_eq!(
+            error_policy(Arc::new(cwh), &error, ctx.clone()),
+            Action::requeue(Duration::from_secs(1))
+        );
+        assert_eq!(ctx.metrics.reconciles(), 1);
+    }
+
+    /// A child someone else edited is applied again (our fields win); a child
+    /// nobody touched since our last apply costs no request at all.
+    #[tokio::test]
+    async fn a_child_changed_by_someone_else_is_applied_again() {
+        let mut cwh = webhook("{}");
+        let (ctx, mut writers, server) = ApiServer::start(&cwh, Box::new(|_| None));
+        reconcile(Arc::new(cwh.clone()), ctx.clone()).await.unwrap();
+        let mut expected = vec![
+            format!("PATCH {}", path::STATUS),
+            format!("PATCH {}", path::SERVICE),
+            format!("PATCH {}", path::DEPLOYMENT),
+            format!("POST {}", path::EVENTS),
+        ];
+        expected.sort();
+        assert_eq!(server.lines(), expected);
+        assert_eq!(server.event_reasons(), ["Created"]);
+        // The watches see what was applied; the resource now has its status.
+        let deployment: Deployment = answered(&server, path::DEPLOYMENT, &cwh).unwrap();
+        let service: k8s_openapi::api::core::v1::Service =
+            answered(&server, path::SERVICE, &cwh).unwrap();
+        writers
+            .deployments
+            .apply_watcher_event(&watcher::Event::Apply(deployment.clone()));
+        writers
+            .services
+            .apply_watcher_event(&watcher::Event::Apply(service));
+        cwh.status = Some(serde_json::from_value(server.last_status()).unwrap());
+        server.forget_calls();
+
+        reconcile(Arc::new(cwh.clone()), ctx.clone()).await.unwrap();
+        assert!(
+            server.lines().is_empty(),
+            "a steady state sends nothing: {:?}",
+            server.lines()
+        );
+
+        let mut edited = deployment;
+        edited.metadata.generation = Some(2);
+        writers
+            .deployments
+            .apply_watcher_event(&watcher::Event::Apply(edited));
+        reconcile(Arc::new(cwh.clone()), ctx).await.unwrap();
+        let lines = server.lines();
+        assert!(
+            lines.contains(&format!("PATCH {}", path::DEPLOYMENT)),
+            "{lines:?}"
+        );
+        assert!(
+            !lines.contains(&format!("PATCH {}", path::SERVICE)),
+            "the untouched Service is left alone: {lines:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn failures_back_off_exponentially_and_a_success_resets_them() {
+        // Disabled and already reported so: a reconcile that succeeds without a call.
+        let mut cwh = webhook("enabled: false");
+        let (ctx, _writers, server) = ApiServer::start(&cwh, Box::new(|_| None));
+        reconcile(Arc::new(cwh.clone()), ctx.clone()).await.unwrap();
+        cwh.status = Some(serde_json::from_value(server.last_status()).unwrap());
+        let cwh = Arc::new(cwh);
+
+        let delays: Vec<u64> = (0..12)
+            .map(|_| {
+                let action = error_policy(cwh.clone(), &Error::NoNamespace, ctx.clone());
+                requeue_seconds(&action)
+            })
+            .collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+
+        server.forget_calls();
+        reconcile(cwh.clone(), ctx.clone()).await.unwrap();
+        assert!(server.lines().is_empty(), "{:?}", server.lines());
+        let action = error_policy(cwh, &Error::NoNamespace, ctx);
+        assert_eq!(requeue_seconds(&action), 1, "a success starts over");
+    }
+
+    fn requeue_seconds(action: &Action) -> u64 {
+        let debug = format!("{action:?}");
+        [1u64, 2, 4, 8, 16, 32, 64, 128, 256, 300]
+            .into_iter()
+            .find(|s| *action == Action::requeue(Duration::from_secs(*s)))
+            .unwrap_or_else(|| panic!("unexpected action {debug}"))
     }
 }

@@ -3,15 +3,18 @@
 //! The schema stays within what Kubernetes 1.20 accepts (no CEL rules, no
 //! `propertyNames`/`patternProperties`, no empty-string defaults). What it cannot
 //! express (for example that an input does not also set a variable the operator
-//! manages) is checked when reconciling and reported as a condition.
+//! manages) is checked when reconciling (`validation`) and reported as a condition.
+//! Types and defaults the webhook defines (the failure policy, the default path and
+//! back-office timeout) come from its contract rather than being restated here.
 
+use commerce_webhook::contract;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::CustomResource;
+use kube::{CustomResource, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub const DEFAULT_PATH: &str = "/webhook/check-stock";
+pub use commerce_webhook::answers::FailurePolicy;
 
 /// Declares one Adobe Commerce synchronous webhook served from this cluster.
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -182,14 +185,6 @@ pub struct BackOfficeSource {
     pub token: Option<KeyRef>,
 }
 
-#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum FailurePolicy {
-    #[default]
-    Deny,
-    Allow,
-}
-
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Workload {
@@ -288,7 +283,7 @@ fn default_true() -> bool {
 }
 
 fn default_path() -> String {
-    DEFAULT_PATH.to_owned()
+    contract::DEFAULT_WEBHOOK_PATH.to_owned()
 }
 
 fn default_replicas() -> i32 {
@@ -296,7 +291,7 @@ fn default_replicas() -> i32 {
 }
 
 fn default_backoffice_timeout_ms() -> u32 {
-    400
+    contract::DEFAULT_BACKOFFICE_TIMEOUT_MS
 }
 
 fn default_timeout_ms() -> u32 {
@@ -305,6 +300,30 @@ fn default_timeout_ms() -> u32 {
 
 fn default_soft_timeout_ms() -> u32 {
     500
+}
+
+impl CommerceWebhook {
+    /// The URL pods in the cluster use.
+    pub fn cluster_url(&self) -> String {
+        let namespace = self.namespace().unwrap_or_else(|| "default".to_owned());
+        format!(
+            "http://{}.{}.svc{}",
+            self.name_any(),
+            namespace,
+            self.spec.path
+        )
+    }
+
+    /// The URL Commerce calls through the Ingress, when there is one.
+    pub fn external_url(&self) -> Option<String> {
+        let ingress = self.spec.ingress.as_ref()?;
+        let scheme = if ingress.tls_secret_name.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        Some(format!("{scheme}://{}{}", ingress.host, self.spec.path))
+    }
 }
 
 /// The CRD as YAML, as `crd` prints it and `crds/commercewebhook.yaml` holds it.

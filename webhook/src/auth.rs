@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use thiserror::Error;
 
-use crate::config::Secret;
+use secrecy::{ExposeSecret, SecretString};
 
 pub const SIGNATURE_HEADER: &str = "x-adobe-commerce-webhook-signature";
 
@@ -48,13 +48,16 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(token: Option<Secret>, public_key_pem: Option<&Secret>) -> Result<Self, AuthError> {
+    pub fn new(
+        token: Option<SecretString>,
+        public_key_pem: Option<&SecretString>,
+    ) -> Result<Self, AuthError> {
         let signature_key = public_key_pem
-            .map(|pem| parse_public_key(pem.expose()))
+            .map(|pem| parse_public_key(pem.expose_secret()))
             .transpose()?
             .map(VerifyingKey::<Sha256>::new);
         Ok(Authenticator {
-            token_digest: token.map(|t| Sha256::digest(t.expose().as_bytes()).into()),
+            token_digest: token.map(|t| Sha256::digest(t.expose_secret().as_bytes()).into()),
             signature_key,
         })
     }
@@ -113,7 +116,7 @@ mod tests {
 
     #[test]
     fn token_must_match_exactly() {
-        let auth = Authenticator::new(Some(Secret::new("t0ken")), None).unwrap();
+        let auth = Authenticator::new(Some(SecretString::from("t0ken")), None).unwrap();
         let with = |value: &str| {
             let mut headers = HeaderMap::new();
             headers.insert(AUTHORIZATION, HeaderValue::from_str(value).unwrap());
@@ -132,7 +135,7 @@ mod tests {
     fn garbage_public_key_is_rejected() {
         let error = Authenticator::new(
             None,
-            Some(&Secret::new(
+            Some(&SecretString::from(
                 "-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----",
             )),
         );

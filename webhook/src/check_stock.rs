@@ -14,8 +14,8 @@ use axum::http::header::CONTENT_TYPE;
 use http_body_util::LengthLimitError;
 use thiserror::Error;
 
+use crate::answers::{Answers, FailurePolicy};
 use crate::auth::{AuthError, Authenticator};
-use crate::config::{Answers, FailurePolicy};
 use crate::deadline;
 use crate::metrics::{Metrics, RequestOutcome};
 use crate::operation::Operation;
@@ -28,7 +28,7 @@ pub enum RequestError {
     #[error("request body is larger than the limit of {0} bytes")]
     BodyTooLarge(usize),
     #[error("request body could not be read: {0}")]
-    BodyUnreadable(String),
+    BodyUnreadable(#[source] axum::Error),
     #[error("unsupported Content-Type {0}: send application/json")]
     ContentType(String),
     #[error(transparent)]
@@ -111,7 +111,7 @@ impl CheckStock {
             }
             cause = current.source();
         }
-        RequestError::BodyUnreadable(error.to_string())
+        RequestError::BodyUnreadable(error)
     }
 
     /// The Commerce operation for an outcome, and its label for metrics.
@@ -133,7 +133,10 @@ impl CheckStock {
                 (RequestOutcome::Unauthorized, exception(error.to_string()))
             }
             Outcome::SourceFailed(error) => {
-                tracing::warn!(%error, source = self.source.name(), policy = ?self.answers.on_error, "stock source failed");
+                let source = self.source.name();
+                self.metrics.observe_source_failure(source, error.kind());
+                let error: &(dyn std::error::Error + 'static) = &error;
+                tracing::warn!(error, source, policy = ?self.answers.on_error, "stock source failed");
                 self.on_failure(
                     (
                         RequestOutcome::SourceErrorAllowed,
@@ -190,7 +193,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), RequestError> {
 }
 
 /// `Not enough stock for MS-02 (requested 3, available 2); MS-03 (requested 1, available 0)`
-pub fn shortage_message(short: &[Shortage]) -> String {
+pub(crate) fn shortage_message(short: &[Shortage]) -> String {
     let lines: Vec<String> = short
         .iter()
         .map(|s| {

@@ -1,10 +1,11 @@
-//! The `commerce-webhook` binary: configuration, logging, signals.
+//! The `commerce-webhook` binary: arguments, logging, signals.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
-use commerce_webhook::config::{Args, ConfigError, LogFormat};
+use commerce_webhook::config::{Config, ConfigError};
+use commerce_webhook::contract::{Args, LogFormat, var};
+use commerce_webhook::ops::shutdown_signal;
 use commerce_webhook::{server, startup};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -16,7 +17,7 @@ async fn main() -> ExitCode {
         eprintln!("commerce-webhook: {error}");
         return ExitCode::from(2);
     }
-    match run(args).await {
+    match run(&args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error}");
@@ -30,27 +31,32 @@ async fn main() -> ExitCode {
 enum RunError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("cannot listen on {address} (PORT/BIND_ADDRESS): {source}")]
+    #[error(
+        "cannot listen on {address} ({}/{}): {source}",
+        var::PORT,
+        var::BIND_ADDRESS
+    )]
     Bind {
-        address: SocketAddr,
+        address: std::net::SocketAddr,
         source: std::io::Error,
     },
     #[error("server failed: {0}")]
-    Serve(std::io::Error),
+    Serve(#[source] std::io::Error),
 }
 
-async fn run(args: Args) -> Result<(), RunError> {
-    let state = startup::app_state(&args).await?;
-    let address = SocketAddr::new(args.bind_address, args.port);
+async fn run(args: &Args) -> Result<(), RunError> {
+    let config = Config::from_args(args)?;
+    let state = startup::app_state(&config).await?;
+    let address = config.listen;
     let listener = TcpListener::bind(address)
         .await
         .map_err(|source| RunError::Bind { address, source })?;
-    tracing::info!(%address, path = %args.webhook_path, "listening");
+    tracing::info!(%address, path = %config.webhook_path, "listening");
     server::serve(
         listener,
         state,
-        &args.webhook_path,
-        startup::shutdown_policy(&args),
+        &config.webhook_path,
+        config.shutdown,
         shutdown_signal(),
     )
     .await
@@ -60,8 +66,7 @@ async fn run(args: Args) -> Result<(), RunError> {
 }
 
 fn init_logging(args: &Args) -> Result<(), ConfigError> {
-    let filter =
-        EnvFilter::try_new(&args.log_level).map_err(|e| ConfigError::LogLevel(e.to_string()))?;
+    let filter = EnvFilter::try_new(&args.log_level).map_err(ConfigError::LogLevel)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -70,28 +75,4 @@ fn init_logging(args: &Args) -> Result<(), ConfigError> {
         LogFormat::Text => builder.init(),
     }
     Ok(())
-}
-
-/// SIGTERM (Kubernetes) or Ctrl-C (a terminal).
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {},
-                    _ = tokio::signal::ctrl_c() => {},
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

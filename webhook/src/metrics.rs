@@ -1,4 +1,5 @@
-//! Prometheus metrics served at `GET /metrics`.
+//! Prometheus metrics served at `GET /metrics`. A leaf module: callers hand it
+//! labels, so it depends on none of the modules it measures.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::stock::StockError;
+use crate::ops;
 
 /// Latency buckets in seconds, dense where Commerce's timeouts are (sub-second).
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -65,6 +66,12 @@ struct ReasonLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceFailureLabels {
+    source: &'static str,
+    kind: &'static str,
+}
+
 /// Cheap to clone: every clone updates the same registry.
 #[derive(Clone)]
 pub struct Metrics {
@@ -79,6 +86,7 @@ struct Inner {
     request_duration: Histogram,
     backoffice_duration: Histogram,
     backoffice_failures: Family<ReasonLabels, Counter>,
+    source_failures: Family<SourceFailureLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -108,6 +116,12 @@ impl Default for Metrics {
             "back-office stock calls that failed, by reason",
             backoffice_failures.clone(),
         );
+        let source_failures = Family::<SourceFailureLabels, Counter>::default();
+        registry.register(
+            "stock_source_failures",
+            "stock source calls that failed, by source and kind of error",
+            source_failures.clone(),
+        );
         let requests = RequestOutcome::ALL.map(|outcome| {
             requests
                 .get_or_create(&OutcomeLabels {
@@ -122,6 +136,7 @@ impl Default for Metrics {
                 request_duration,
                 backoffice_duration,
                 backoffice_failures,
+                source_failures,
             }),
         }
     }
@@ -133,25 +148,29 @@ impl Metrics {
         self.inner.request_duration.observe(elapsed.as_secs_f64());
     }
 
-    pub fn observe_backoffice(&self, elapsed: Duration, error: Option<&StockError>) {
+    /// One back-office call: its time, and the kind of error if it failed.
+    pub fn observe_backoffice(&self, elapsed: Duration, failure: Option<&'static str>) {
         self.inner
             .backoffice_duration
             .observe(elapsed.as_secs_f64());
-        if let Some(error) = error {
+        if let Some(reason) = failure {
             self.inner
                 .backoffice_failures
-                .get_or_create(&ReasonLabels {
-                    reason: error.reason(),
-                })
+                .get_or_create(&ReasonLabels { reason })
                 .inc();
         }
     }
 
+    /// A failed call to any stock source, by the source's name and the error kind.
+    pub fn observe_source_failure(&self, source: &'static str, kind: &'static str) {
+        self.inner
+            .source_failures
+            .get_or_create(&SourceFailureLabels { source, kind })
+            .inc();
+    }
+
     /// The OpenMetrics text exposition.
     pub fn render(&self) -> String {
-        let mut text = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &self.inner.registry);
-        text
+        ops::render(&self.inner.registry)
     }
 }

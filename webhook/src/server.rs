@@ -16,10 +16,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::check_stock::CheckStock;
+use crate::contract::{HEALTH_PATH, METRICS_PATH, READY_PATH};
 use crate::metrics::Metrics;
-
-/// Default route, the same name as the starter kit's action (`webhook/check-stock`).
-pub const DEFAULT_WEBHOOK_PATH: &str = "/webhook/check-stock";
+use crate::ops::OPENMETRICS_CONTENT_TYPE;
 
 /// Everything the routes share.
 pub struct AppState {
@@ -42,9 +41,9 @@ pub struct ShutdownPolicy {
 pub fn router(state: Arc<AppState>, webhook_path: &str) -> Router {
     Router::new()
         .route(webhook_path, post(check_stock))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route(HEALTH_PATH, get(|| async { "ok" }))
+        .route(READY_PATH, get(readyz))
+        .route(METRICS_PATH, get(metrics))
         .with_state(state)
 }
 
@@ -63,8 +62,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, &'static str
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let content_type =
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8");
+    let content_type = HeaderValue::from_static(OPENMETRICS_CONTENT_TYPE);
     (
         [(header::CONTENT_TYPE, content_type)],
         state.metrics.render(),

@@ -1,34 +1,35 @@
-//! Turning validated configuration into a running application state.
+//! Turning the validated [`Config`] into a running application state: the one step
+//! that does I/O before serving (loading the inventory, building the HTTP client).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
 use crate::check_stock::CheckStock;
-use crate::config::{Args, ConfigError};
+use crate::config::{Config, ConfigError, StockConfig};
+use crate::contract::var;
 use crate::metrics::Metrics;
-use crate::server::{AppState, ShutdownPolicy};
-use crate::stock::{BackOffice, BackOfficeSettings, Inventory, InventoryFile, StockSource};
+use crate::server::AppState;
+use crate::stock::{BackOffice, Inventory, InventoryFile, StockSource};
 
-/// Builds the state from the arguments: picks the stock source (back-office, then
-/// inventory file, then the embedded sample) and checks every value on the way.
-pub async fn app_state(args: &Args) -> Result<Arc<AppState>, ConfigError> {
+/// Builds the state: the stock source the configuration chose, the authenticator,
+/// the answers, and fresh metrics.
+pub async fn app_state(config: &Config) -> Result<Arc<AppState>, ConfigError> {
     let metrics = Metrics::default();
-    let source = stock_source(args, metrics.clone()).await?;
+    let source = stock_source(&config.stock, metrics.clone()).await?;
     tracing::info!(
         source = source.name(),
-        signature = args.commerce_webhooks_public_key.is_some(),
-        bearer_token = args.webhook_auth_token.is_some(),
-        deadline_ms = args.request_deadline_ms,
+        signature = config.auth.requires_signature(),
+        bearer_token = config.auth.requires_token(),
+        deadline_ms = config.deadline.as_millis() as u64,
         "check-stock configured"
     );
     Ok(Arc::new(AppState {
         check_stock: CheckStock {
             source,
-            auth: args.authenticator()?,
-            answers: args.answers(),
-            deadline: args.deadline(),
-            max_body_bytes: usize::try_from(args.max_body_bytes).unwrap_or(usize::MAX),
+            auth: config.auth.clone(),
+            answers: config.answers.clone(),
+            deadline: config.deadline,
+            max_body_bytes: config.max_body_bytes,
             metrics: metrics.clone(),
         },
         metrics,
@@ -36,36 +37,24 @@ pub async fn app_state(args: &Args) -> Result<Arc<AppState>, ConfigError> {
     }))
 }
 
-async fn stock_source(args: &Args, metrics: Metrics) -> Result<Arc<dyn StockSource>, ConfigError> {
-    if let Some(url) = &args.backoffice_url {
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(ConfigError::BackOfficeScheme(url.scheme().to_owned()));
+async fn stock_source(
+    stock: &StockConfig,
+    metrics: Metrics,
+) -> Result<Arc<dyn StockSource>, ConfigError> {
+    Ok(match stock {
+        StockConfig::BackOffice(settings) => Arc::new(
+            BackOffice::new(settings.clone(), metrics).map_err(ConfigError::BackOfficeClient)?,
+        ),
+        StockConfig::InventoryFile { path, reload_every } => {
+            Arc::new(InventoryFile::watch(path, *reload_every).await?)
         }
-        let settings = BackOfficeSettings {
-            url: url.clone(),
-            token: args.backoffice_token.clone(),
-            timeout: Duration::from_millis(args.backoffice_timeout_ms),
-        };
-        if settings.timeout >= args.deadline() {
-            tracing::warn!(
-                "BACKOFFICE_TIMEOUT_MS ({}) is not below REQUEST_DEADLINE_MS ({}): the deadline will cut slow calls first",
-                args.backoffice_timeout_ms,
-                args.request_deadline_ms
+        StockConfig::Sample => {
+            tracing::info!(
+                "no {} or {}: serving the embedded sample inventory",
+                var::BACKOFFICE_URL,
+                var::INVENTORY_FILE
             );
+            Arc::new(InventoryFile::fixed(Inventory::sample()))
         }
-        return Ok(Arc::new(BackOffice::new(settings, metrics)?));
-    }
-    if let Some(path) = &args.inventory_file {
-        let every = Duration::from_millis(args.inventory_reload_ms);
-        return Ok(Arc::new(InventoryFile::watch(path, every).await?));
-    }
-    tracing::info!("no BACKOFFICE_URL or INVENTORY_FILE: serving the embedded sample inventory");
-    Ok(Arc::new(InventoryFile::fixed(Inventory::sample())))
-}
-
-pub fn shutdown_policy(args: &Args) -> ShutdownPolicy {
-    ShutdownPolicy {
-        drain: Duration::from_millis(args.shutdown_drain_ms),
-        timeout: Duration::from_millis(args.shutdown_timeout_ms),
-    }
+    })
 }

@@ -3,7 +3,8 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, header::CONTENT_TYPE};
 use clap::Parser;
-use commerce_webhook::config::Args;
+use commerce_webhook::config::Config;
+use commerce_webhook::contract::Args;
 use commerce_webhook::server::AppState;
 use commerce_webhook::startup;
 use proptest::prelude::*;
@@ -16,7 +17,8 @@ fn runtime_and_state() -> (tokio::runtime::Runtime, Arc<AppState>) {
         .build()
         .unwrap();
     let args = Args::parse_from(["commerce-webhook", "--max-body-bytes", "65536"]);
-    let state = runtime.block_on(startup::app_state(&args)).unwrap();
+    let config = Config::from_args(&args).unwrap();
+    let state = runtime.block_on(startup::app_state(&config)).unwrap();
     (runtime, state)
 }
 

@@ -58,11 +58,11 @@ async fn direct(ns: &TestNamespace, count: usize) -> (Duration, Vec<Duration>) {
                 let name = format!("hook-{i}");
                 let cwh = cwhs.patch(&name, params, &Patch::Apply(&webhook(&name))).await?;
                 let applied = Instant::now();
-                let deployment = children::deployment(&cwh, defaults, "direct").expect("valid spec");
+                let deployment = children::deployment(&cwh, defaults, "direct");
                 deployments.patch(&name, params, &Patch::Apply(&deployment)).await?;
                 services.patch(&name, params, &Patch::Apply(&children::service(&cwh))).await?;
                 let latency = applied.elapsed();
-                let status = serde_json::json!({"status": {"observedGeneration": 1, "url": children::cluster_url(&cwh)}});
+                let status = serde_json::json!({"status": {"observedGeneration": 1, "url": cwh.cluster_url()}});
                 cwhs.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await?;
                 let event: k8s_openapi::api::events::v1::Event = serde_json::from_value(serde_json::json!({
                     "metadata": {"generateName": format!("{name}-")},

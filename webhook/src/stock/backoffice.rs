@@ -9,10 +9,10 @@
 use std::time::Duration;
 
 use reqwest::Url;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::{Availability, BoxFuture, StockError, StockSource};
-use crate::config::Secret;
 use crate::metrics::Metrics;
 use crate::payload::CheckStockRequest;
 
@@ -22,7 +22,7 @@ const MAX_ANSWER_BYTES: usize = 1 << 20;
 #[derive(Debug, Clone)]
 pub struct BackOfficeSettings {
     pub url: Url,
-    pub token: Option<Secret>,
+    pub token: Option<SecretString>,
     pub timeout: Duration,
 }
 
@@ -82,8 +82,7 @@ impl BackOffice {
                 })
                 .collect(),
         };
-        let body =
-            serde_json::to_vec(&query).map_err(|e| StockError::InvalidAnswer(e.to_string()))?;
+        let body = serde_json::to_vec(&query).map_err(|e| StockError::Other(e.into()))?;
         let mut call = self
             .client
             .post(self.settings.url.clone())
@@ -91,7 +90,7 @@ impl BackOffice {
             .header(reqwest::header::ACCEPT, "application/json")
             .body(body);
         if let Some(token) = &self.settings.token {
-            call = call.bearer_auth(token.expose());
+            call = call.bearer_auth(token.expose_secret());
         }
         let mut response = call.send().await.map_err(|e| self.transport_error(e))?;
         let status = response.status();
@@ -105,26 +104,26 @@ impl BackOffice {
             .map_err(|e| self.transport_error(e))?
         {
             if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
-                return Err(StockError::InvalidAnswer(format!(
+                return Err(StockError::invalid_answer(format!(
                     "larger than {MAX_ANSWER_BYTES} bytes"
                 )));
             }
             bytes.extend_from_slice(&chunk);
         }
-        let answer: StockAnswer = serde_json::from_slice(&bytes).map_err(|e| {
-            StockError::InvalidAnswer(format!(
-                "expected {{\"items\":[{{\"sku\",\"available\"}}]}}: {e}"
-            ))
-        })?;
+        let answer: StockAnswer =
+            serde_json::from_slice(&bytes).map_err(|e| StockError::InvalidAnswer {
+                reason: format!("expected {{\"items\":[{{\"sku\",\"available\"}}]}}: {e}"),
+                source: Some(e.into()),
+            })?;
         availability_from(answer, request)
     }
 
     fn transport_error(&self, error: reqwest::Error) -> StockError {
         if error.is_timeout() {
-            StockError::Timeout(self.settings.timeout.as_millis() as u64)
+            StockError::Timeout(self.settings.timeout)
         } else {
             // Without the URL: it may carry credentials in its query string.
-            StockError::Unreachable(error.without_url().to_string())
+            StockError::Unreachable(error.without_url().into())
         }
     }
 }
@@ -136,7 +135,7 @@ fn availability_from(
     let mut availability = Availability::with_capacity(answer.items.len());
     for item in answer.items {
         if !(item.available.is_finite() && item.available >= 0.0) {
-            return Err(StockError::InvalidAnswer(format!(
+            return Err(StockError::invalid_answer(format!(
                 "SKU '{}' has available {}",
                 item.sku, item.available
             )));
@@ -148,7 +147,7 @@ fn availability_from(
         .iter()
         .find(|item| !availability.contains_key(&item.sku))
     {
-        return Err(StockError::InvalidAnswer(format!(
+        return Err(StockError::invalid_answer(format!(
             "no answer for SKU '{}'",
             missing.sku
         )));
@@ -168,8 +167,8 @@ impl StockSource for BackOffice {
         Box::pin(async move {
             let started = std::time::Instant::now();
             let result = self.ask(request).await;
-            self.metrics
-                .observe_backoffice(started.elapsed(), result.as_ref().err());
+            let failure = result.as_ref().err().map(StockError::kind);
+            self.metrics.observe_backoffice(started.elapsed(), failure);
             result
         })
     }

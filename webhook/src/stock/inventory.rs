@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use thiserror::Error;
 use tokio::task::JoinHandle;
 
-use super::{Availability, BoxFuture, StockError, StockSource};
+use super::{Availability, BoxError, BoxFuture, StockError, StockSource};
 use crate::payload::CheckStockRequest;
 
 /// The inventory compiled into the binary, so that it runs with no configuration.
@@ -35,24 +35,34 @@ pub enum InventoryError {
     Invalid {
         path: Option<PathBuf>,
         reason: String,
+        /// The parser's error, when one was the cause.
+        #[source]
+        source: Option<BoxError>,
     },
 }
 
 impl Inventory {
     /// Parses YAML or JSON (YAML is a superset of JSON) of the form `SKU: quantity`.
     pub fn parse(text: &str) -> Result<Self, InventoryError> {
-        let invalid = |reason: String| InventoryError::Invalid { path: None, reason };
+        let invalid = |reason: String| InventoryError::Invalid {
+            path: None,
+            reason,
+            source: None,
+        };
+        let unparsable = |e: serde_yaml::Error| InventoryError::Invalid {
+            path: None,
+            reason: e.to_string(),
+            source: Some(e.into()),
+        };
         // An empty document is far more often a file caught half-written than a
         // deliberate empty inventory (which is spelled `{}`): refuse it.
-        let document: serde_yaml::Value =
-            serde_yaml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let document: serde_yaml::Value = serde_yaml::from_str(text).map_err(unparsable)?;
         if document.is_null() {
             return Err(invalid(
                 "the document is empty; write {} for an empty inventory".into(),
             ));
         }
-        let map: HashMap<String, f64> =
-            serde_yaml::from_value(document).map_err(|e| invalid(e.to_string()))?;
+        let map: HashMap<String, f64> = serde_yaml::from_value(document).map_err(unparsable)?;
         if let Some((sku, qty)) = map
             .iter()
             .find(|(_, qty)| !(qty.is_finite() && **qty >= 0.0))
@@ -154,11 +164,13 @@ fn parse_file(path: &Path, bytes: &[u8]) -> Result<Inventory, InventoryError> {
     let text = std::str::from_utf8(bytes).map_err(|e| InventoryError::Invalid {
         path: Some(path.to_owned()),
         reason: e.to_string(),
+        source: Some(e.into()),
     })?;
     Inventory::parse(text).map_err(|e| match e {
-        InventoryError::Invalid { reason, .. } => InventoryError::Invalid {
+        InventoryError::Invalid { reason, source, .. } => InventoryError::Invalid {
             path: Some(path.to_owned()),
             reason,
+            source,
         },
         other => other,
     })
@@ -189,7 +201,10 @@ async fn reload_loop(
                 tracing::info!(path = %path.display(), skus = inventory.len(), "inventory reloaded");
                 current.store(Arc::new(inventory));
             }
-            Err(error) => tracing::warn!(%error, "keeping the last good inventory"),
+            Err(error) => {
+                let error: &(dyn std::error::Error + 'static) = &error;
+                tracing::warn!(error, "keeping the last good inventory");
+            }
         }
         last = bytes;
     }

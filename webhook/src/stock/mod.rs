@@ -11,6 +11,7 @@ pub mod inventory;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use thiserror::Error;
 
@@ -38,28 +39,52 @@ pub trait StockSource: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Availability, StockError>>;
 }
 
-/// Why a source could not answer. The variants are what the failure policy and the
-/// metrics distinguish; the text goes to logs, never to the shopper.
+/// Any error a source wraps: its cause stays reachable through `source()`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a source could not answer, for any [`StockSource`]. The variants are what
+/// the metrics distinguish ([`StockError::kind`]); the text goes to logs (which
+/// name the source), never to the shopper.
 #[derive(Debug, Error)]
 pub enum StockError {
-    #[error("back-office timed out after {0} ms")]
-    Timeout(u64),
-    #[error("back-office unreachable: {0}")]
-    Unreachable(String),
-    #[error("back-office answered HTTP {0}")]
+    /// No answer within the source's own timeout.
+    #[error("timed out after {} ms", .0.as_millis())]
+    Timeout(Duration),
+    /// The source could not be reached (connection refused, reset, DNS...).
+    #[error("unreachable: {0}")]
+    Unreachable(#[source] BoxError),
+    /// The source answered with a failure status (HTTP or otherwise).
+    #[error("answered with status {0}")]
     Status(u16),
-    #[error("back-office answer is invalid: {0}")]
-    InvalidAnswer(String),
+    /// The source answered something that is not a stock answer.
+    #[error("invalid answer: {reason}")]
+    InvalidAnswer {
+        reason: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// Anything else a custom source runs into.
+    #[error("failed: {0}")]
+    Other(#[source] BoxError),
 }
 
 impl StockError {
+    /// An invalid answer described by `reason` alone.
+    pub fn invalid_answer(reason: impl Into<String>) -> Self {
+        StockError::InvalidAnswer {
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
     /// A stable label for metrics.
-    pub fn reason(&self) -> &'static str {
+    pub fn kind(&self) -> &'static str {
         match self {
             StockError::Timeout(_) => "timeout",
             StockError::Unreachable(_) => "unreachable",
             StockError::Status(_) => "status",
-            StockError::InvalidAnswer(_) => "invalid_answer",
+            StockError::InvalidAnswer { .. } => "invalid_answer",
+            StockError::Other(_) => "other",
         }
     }
 }

@@ -13,7 +13,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use clap::Parser;
-use commerce_webhook::config::Args;
+use commerce_webhook::config::Config;
+use commerce_webhook::contract::Args;
 use commerce_webhook::{server, startup};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -34,7 +35,8 @@ impl Service {
         let mut argv = vec!["commerce-webhook"];
         argv.extend_from_slice(flags);
         let args = Args::try_parse_from(argv).expect("test flags are valid");
-        let state = startup::app_state(&args)
+        let config = Config::from_args(&args).expect("test configuration is valid");
+        let state = startup::app_state(&config)
             .await
             .expect("test configuration is valid");
         let listener = TcpListener::bind("127.0.0.1:0")
@@ -42,8 +44,8 @@ impl Service {
             .expect("bind loopback");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
         let (stop, stopped) = oneshot::channel::<()>();
-        let policy = startup::shutdown_policy(&args);
-        let path = args.webhook_path.clone();
+        let policy = config.shutdown;
+        let path = config.webhook_path.clone();
         let task = tokio::spawn(async move {
             server::serve(listener, state, &path, policy, async {
                 let _ = stopped.await;
