@@ -24,4 +24,4 @@ echo "test.sh: cluster ready ($(bash "$cluster" status | head -n 1))"
 
 # The chart tests need helm and kubectl on PATH; `env` put them there.
 cargo build --workspace --bins
-cargo test --workspace "$@"
+cargo test --workspace --no-fail-fast "$@"
