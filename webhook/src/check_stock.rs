@@ -98,7 +98,12 @@ impl CheckStock {
         match self.source.availability(&request).await {
             Ok(availability) => {
                 let short = shortages(&request, &availability);
-                tracing::debug!(cart_id = request.cart_id.as_deref().unwrap_or(""), items = request.items.len(), short = short.len(), "stock checked");
+                tracing::debug!(
+                    cart_id = request.cart_id.as_deref().unwrap_or(""),
+                    items = request.items.len(),
+                    short = short.len(),
+                    "stock checked"
+                );
                 if short.is_empty() {
                     Outcome::InStock
                 } else {

@@ -37,6 +37,58 @@ const REQUIRED: [&str; 2] = ["data.cart_id", "data.items"];
 /// `observer.checkout_cart_product_add_before`, so that event cannot check them.
 const COMPOSITE_TYPES: [&str; 3] = ["configurable", "bundle", "grouped"];
 
+/// The Commerce events whose payloads this module reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StockEvent {
+    /// One product being added: the quantity asked for now (a delta), no cart.
+    CheckoutCartProductAddBefore,
+    /// One cart line being saved (on add and on quantity update): its total.
+    SalesQuoteItemSaveBefore,
+}
+
+/// One `fields` entry of a hook: Commerce sends the value at `source` under `name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HookField {
+    pub name: &'static str,
+    pub source: &'static str,
+}
+
+const fn field(name: &'static str, source: &'static str) -> HookField {
+    HookField { name, source }
+}
+
+impl StockEvent {
+    /// The hook's `method`, as webhooks.xml and the REST API name it.
+    pub fn method(self) -> &'static str {
+        match self {
+            StockEvent::CheckoutCartProductAddBefore => "observer.checkout_cart_product_add_before",
+            StockEvent::SalesQuoteItemSaveBefore => "observer.sales_quote_item_save_before",
+        }
+    }
+
+    /// Exactly the paths [`parse_check_stock`] reads of the event, renamed without the
+    /// `data.` prefix like Adobe's examples: a hook selecting these sends a small
+    /// payload this module understands. `type_id` tells composite products apart.
+    pub fn fields(self) -> &'static [HookField] {
+        match self {
+            StockEvent::CheckoutCartProductAddBefore => &PRODUCT_ADD_FIELDS,
+            StockEvent::SalesQuoteItemSaveBefore => &QUOTE_ITEM_FIELDS,
+        }
+    }
+}
+
+const PRODUCT_ADD_FIELDS: [HookField; 3] = [
+    field("product.sku", "data.product.sku"),
+    field("product.type_id", "data.product.type_id"),
+    field("info.qty", "data.info.qty"),
+];
+
+const QUOTE_ITEM_FIELDS: [HookField; 3] = [
+    field("item.sku", "data.item.sku"),
+    field("item.qty", "data.item.qty"),
+    field("item.quote_id", "data.item.quote_id"),
+];
+
 /// A validated check-stock request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckStockRequest {
@@ -209,7 +261,11 @@ fn quote_item(
         Some(Node::Str(id)) => Some(id.into_owned()),
         Some(Node::Number(id)) => Some(id.to_string()),
         Some(other) => {
-            return Err(invalid(path("item.quote_id"), "a string or a number", &other));
+            return Err(invalid(
+                path("item.quote_id"),
+                "a string or a number",
+                &other,
+            ));
         }
     };
     Ok(CheckStockRequest {
@@ -781,7 +837,12 @@ mod tests {
     fn add_to_cart_without_qty_asks_for_one() {
         let request = parse_check_stock(&fixture("add-to-cart-no-qty.json")).unwrap();
         assert_eq!(request.items, one("MS-03", 1.0));
-        for info in [json!({"qty": ""}), json!({"qty": null}), json!([]), json!({})] {
+        for info in [
+            json!({"qty": ""}),
+            json!({"qty": null}),
+            json!([]),
+            json!({}),
+        ] {
             let request = parse(json!({"product": {"sku": "A"}, "info": info})).unwrap();
             assert_eq!(request.items, one("A", 1.0), "{info}");
         }
@@ -793,7 +854,8 @@ mod tests {
 
     #[test]
     fn add_to_cart_field_selected_with_or_without_the_data_prefix() {
-        let selected = json!({"product": {"sku": "MS-02", "type_id": "simple"}, "info": {"qty": "1.5"}});
+        let selected =
+            json!({"product": {"sku": "MS-02", "type_id": "simple"}, "info": {"qty": "1.5"}});
         assert_eq!(parse(selected.clone()).unwrap().items, one("MS-02", 1.5));
         assert_eq!(
             parse(json!({"data": selected})).unwrap().items,
@@ -847,14 +909,19 @@ mod tests {
         );
         let configurable =
             parse_check_stock(&fixture("quote-item-save-configurable.json")).unwrap();
-        assert_eq!(configurable.items, one("WJ-12-M-Blue", 2.0), "the child's SKU");
+        assert_eq!(
+            configurable.items,
+            one("WJ-12-M-Blue", 2.0),
+            "the child's SKU"
+        );
     }
 
     #[test]
     fn quote_item_field_selected_and_its_messages() {
-        let request =
-            parse(json!({"item": {"name": "Hoodie", "sku": "MS-02", "qty": "3.0000", "quote_id": 7}}))
-                .unwrap();
+        let request = parse(
+            json!({"item": {"name": "Hoodie", "sku": "MS-02", "qty": "3.0000", "quote_id": 7}}),
+        )
+        .unwrap();
         assert_eq!(request.cart_id.as_deref(), Some("7"));
         assert_eq!(request.items, one("MS-02", 3.0));
         assert_eq!(
