@@ -420,6 +420,22 @@ mod tests {
     }
 
     #[test]
+    fn the_crd_accepts_the_two_events_and_nothing_else() {
+        let crd = crate::resource::crd_yaml().unwrap();
+        assert!(crd.contains(
+            "enum:\n                    - observer.checkout_cart_product_add_before\n                    - observer.sales_quote_item_save_before\n"
+        ), "{crd}");
+        let other = serde_yaml::from_str::<CommerceWebhookSpec>(
+            "commerce: {event: observer.sales_order_place_before}",
+        );
+        assert!(other.is_err());
+        assert_eq!(
+            resource("{}").spec.commerce.event,
+            crate::resource::CommerceEvent::CheckoutCartProductAddBefore
+        );
+    }
+
+    #[test]
     fn manifests_are_read_offline_and_must_name_one_resource() {
         let dir = std::env::temp_dir().join(format!("commerce-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
