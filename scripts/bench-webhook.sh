@@ -4,8 +4,11 @@
 #
 #   scripts/bench-webhook.sh [ROUNDS] [SECONDS]      (default 3 rounds of 10 s)
 #
-# Reports, per server: req/s and p99 at 64 connections, p50/p99 at 1 connection,
-# peak RSS of the webhook, and the back-office path against a loopback stub.
+# Two payloads: the starter kit's cart (bench/check-stock.lua) and a real add-to-cart
+# default event of ~3 KB (bench/add-to-cart.lua), each also sent to the baseline so
+# that both sides move the same bytes.
+# Reports, per server and payload: req/s and p99 at 64 connections, p50/p99 at 1
+# connection, peak RSS of the webhook, and the back-office path against a loopback stub.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -38,12 +41,14 @@ start backoffice 18093 "$target/commerce-webhook" --bind-address 127.0.0.1 --bac
 # Sanity: the real service answers success for the benchmark cart.
 answer=$(curl -s -H 'content-type: application/json' -d "$(sed -n "s/^wrk.body = '\(.*\)'$/\1/p" bench/check-stock.lua)" http://127.0.0.1:18091/webhook/check-stock)
 [ "$answer" = '{"op":"success"}' ] || { echo "unexpected answer: $answer" >&2; exit 1; }
+answer=$(curl -s -H 'content-type: application/json' --data-binary @webhook/tests/fixtures/add-to-cart-simple.json http://127.0.0.1:18091/webhook/check-stock)
+[ "$answer" = '{"op":"success"}' ] || { echo "unexpected add-to-cart answer: $answer" >&2; exit 1; }
 
 # wrk prints latencies like 1.23ms / 45.00us / 1.02s: convert to microseconds.
 to_us() { awk '{v=$1; if (v ~ /us$/) {sub(/us/,"",v); print v} else if (v ~ /ms$/) {sub(/ms/,"",v); print v*1000} else if (v ~ /s$/) {sub(/s/,"",v); print v*1000000} else print v}'; }
-load() { # port connections seconds -> "rps p50_us p99_us"
+load() { # port connections seconds script -> "rps p50_us p99_us"
   local out
-  out=$(wrk -t"$([ "$2" -gt 1 ] && echo 2 || echo 1)" -c"$2" -d"$3"s --latency -s bench/check-stock.lua "http://127.0.0.1:$1/webhook/check-stock")
+  out=$(wrk -t"$([ "$2" -gt 1 ] && echo 2 || echo 1)" -c"$2" -d"$3"s --latency -s "$4" "http://127.0.0.1:$1/webhook/check-stock")
   local rps p50 p99
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out" | to_us)
@@ -53,10 +58,10 @@ load() { # port connections seconds -> "rps p50_us p99_us"
 
 results=$(mktemp)
 for round in $(seq 1 "$rounds"); do
-  for server in bare:18090 inventory:18091 backoffice:18093; do
-    name=${server%%:*}; port=${server##*:}
-    read -r rps _ p99 <<<"$(load "$port" 64 "$seconds")"
-    read -r _ p50_1 p99_1 <<<"$(load "$port" 1 "$((seconds / 2 > 0 ? seconds / 2 : 1))")"
+  for server in bare:18090:check-stock inventory:18091:check-stock bare_add:18090:add-to-cart inventory_add:18091:add-to-cart backoffice:18093:check-stock; do
+    IFS=: read -r name port script <<<"$server"
+    read -r rps _ p99 <<<"$(load "$port" 64 "$seconds" "bench/$script.lua")"
+    read -r _ p50_1 p99_1 <<<"$(load "$port" 1 "$((seconds / 2 > 0 ? seconds / 2 : 1))" "bench/$script.lua")"
     echo "$round $name $rps $p99 $p50_1 $p99_1" | tee -a "$results" >&2
   done
 done
@@ -72,12 +77,14 @@ for r in rows:
 def med(name, i): return statistics.median(v[i] for v in by[name])
 def rng(name, i): return f"{min(v[i] for v in by[name]):.0f}-{max(v[i] for v in by[name]):.0f}"
 print(f"rounds: {len(by['bare'])} (alternating servers); medians, with the range over rounds for p99")
-print(f"{'server':<22}{'req/s @64':>12}{'p99 @64 (us)':>18}{'p50 @1 (us)':>14}{'p99 @1 (us)':>16}")
-for name, label in [("bare","bare axum (baseline)"),("inventory","webhook, inventory"),("backoffice","webhook, back-office")]:
-    print(f"{label:<22}{med(name,0):>12.0f}{rng(name,1):>18}{med(name,2):>14.0f}{rng(name,3):>16}")
+print(f"{'server, payload':<24}{'req/s @64':>10}{'p99 @64 (us)':>18}{'p50 @1 (us)':>14}{'p99 @1 (us)':>16}")
+for name, label in [("bare","bare axum, cart"),("inventory","webhook, cart"),("bare_add","bare axum, add-to-cart"),("inventory_add","webhook, add-to-cart"),("backoffice","webhook, back-office")]:
+    print(f"{label:<24}{med(name,0):>10.0f}{rng(name,1):>18}{med(name,2):>14.0f}{rng(name,3):>16}")
 ratio = med("inventory",0)/med("bare",0)
+ratio_add = med("inventory_add",0)/med("bare_add",0)
 lat = med("inventory",2)/med("bare",2)
-print(f"throughput webhook/bare: {ratio:.2f}x (target >= 0.8)")
+print(f"throughput webhook/bare, starter-kit cart: {ratio:.2f}x (target >= 0.9)")
+print(f"throughput webhook/bare, add-to-cart event (~3 KB): {ratio_add:.2f}x (target >= 0.9)")
 print(f"p50 latency @1 webhook/bare: {lat:.2f}x (target <= 1.5)")
 print(f"peak RSS: webhook (inventory) {int(sys.argv[2])/1024:.1f} MiB, webhook (back-office) {int(sys.argv[3])/1024:.1f} MiB (target <= 20)")
 PY

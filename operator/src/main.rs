@@ -45,12 +45,17 @@ enum Command {
     Run(RunArgs),
     /// Print the CommerceWebhook CRD as YAML.
     Crd,
-    /// Print the Commerce configuration (webhooks.xml and REST subscription) for a resource.
+    /// Print the Commerce configuration (webhooks.xml and REST subscription) for a
+    /// resource, read from the cluster or, with -f, from a manifest (no cluster needed).
     CommerceConfig {
-        /// CommerceWebhook name.
-        name: String,
+        /// CommerceWebhook name (optional with -f when the file holds only one).
+        #[arg(required_unless_present = "filename")]
+        name: Option<String>,
         #[arg(short, long, env = "NAMESPACE", default_value = "default")]
         namespace: String,
+        /// Read the resource from this YAML manifest instead of the cluster.
+        #[arg(short, long)]
+        filename: Option<std::path::PathBuf>,
     },
 }
 
@@ -98,6 +103,8 @@ enum MainError {
         address: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    CommerceConfig(#[from] commerce_config::CommerceConfigError),
     #[error("rendering YAML: {0}")]
     Yaml(#[from] serde_yaml::Error),
     #[error("lost leadership")]
@@ -122,7 +129,11 @@ async fn main() -> ExitCode {
         Command::Crd => resource::crd_yaml()
             .map(|yaml| print!("{yaml}"))
             .map_err(MainError::from),
-        Command::CommerceConfig { name, namespace } => commerce_config(&name, &namespace).await,
+        Command::CommerceConfig {
+            name,
+            namespace,
+            filename,
+        } => commerce_config(name.as_deref(), &namespace, filename).await,
         Command::Run(args) => run(args).await,
     };
     match result {
@@ -134,24 +145,33 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn commerce_config(name: &str, namespace: &str) -> Result<(), MainError> {
-    let client = Client::try_default().await.map_err(MainError::Client)?;
-    let api: Api<CommerceWebhook> = Api::namespaced(client, namespace);
-    let cwh = api.get(name).await.map_err(|source| MainError::Get {
-        namespace: namespace.to_owned(),
-        name: name.to_owned(),
-        source,
-    })?;
-    let hook = commerce_config::HookConfig::for_resource(&cwh);
-    println!("<!-- app/etc/webhooks.xml (Adobe Commerce PaaS) -->");
-    print!("{}", commerce_config::webhooks_xml(&cwh, &hook));
-    println!();
-    println!("# POST /V1/webhooks/subscribe (Adobe Commerce SaaS / REST)");
-    let rest = commerce_config::rest_subscription(&cwh, &hook);
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&rest).unwrap_or_else(|_| rest.to_string())
-    );
+async fn commerce_config(
+    name: Option<&str>,
+    namespace: &str,
+    filename: Option<std::path::PathBuf>,
+) -> Result<(), MainError> {
+    let (cwh, origin) = match filename {
+        Some(path) => {
+            let mut cwh = commerce_config::from_manifest(&path, name)?;
+            if cwh.metadata.namespace.is_none() {
+                cwh.metadata.namespace = Some(namespace.to_owned());
+            }
+            (cwh, commerce_config::Origin::Manifest(path))
+        }
+        None => {
+            let name = name.unwrap_or_default();
+            let client = Client::try_default().await.map_err(MainError::Client)?;
+            let api: Api<CommerceWebhook> = Api::namespaced(client, namespace);
+            let cwh = api.get(name).await.map_err(|source| MainError::Get {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                source,
+            })?;
+            (cwh, commerce_config::Origin::Cluster)
+        }
+    };
+    let hook = commerce_config::HookConfig::for_resource(&cwh, origin);
+    print!("{}", commerce_config::render(&cwh, &hook)?);
     Ok(())
 }
 

@@ -8,6 +8,7 @@
 //! back-office timeout) come from its contract rather than being restated here.
 
 use commerce_webhook::contract;
+use commerce_webhook::events::StockEvent;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, ResourceExt};
@@ -87,20 +88,11 @@ pub struct CommerceWebhookSpec {
 /// The webhook actions this operator can serve.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum Action {
-    /// Checks stock when a shopper adds a product to the cart
-    /// (`observer.checkout_cart_product_add_before`).
+    /// Checks stock when a shopper adds a product to the cart or changes a cart line
+    /// (the event is `spec.commerce.event`).
     #[default]
     #[serde(rename = "check-stock")]
     CheckStock,
-}
-
-impl Action {
-    /// The Commerce event the action intercepts.
-    pub fn commerce_event(self) -> &'static str {
-        match self {
-            Action::CheckStock => "observer.checkout_cart_product_add_before",
-        }
-    }
 }
 
 /// One environment input of the webhook.
@@ -231,6 +223,12 @@ pub struct IngressSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CommerceHook {
+    /// The Commerce event that calls the hook. `observer.checkout_cart_product_add_before`
+    /// sends the quantity being added (not what the cart already holds) and, for a
+    /// configurable product, only the parent's SKU; `observer.sales_quote_item_save_before`
+    /// also fires on quantity updates and sends the line's total and the child's SKU.
+    #[serde(default)]
+    pub event: CommerceEvent,
     /// Hard timeout Commerce waits, in milliseconds. The webhook answers within
     /// 80 % of it (capped at 600 ms) whatever its back-office does.
     #[serde(default = "default_timeout_ms")]
@@ -252,10 +250,30 @@ pub struct CommerceHook {
 impl Default for CommerceHook {
     fn default() -> Self {
         CommerceHook {
+            event: CommerceEvent::default(),
             timeout_ms: default_timeout_ms(),
             soft_timeout_ms: default_soft_timeout_ms(),
             required: true,
             fallback_error_message: None,
+        }
+    }
+}
+
+/// The events a stock check can hook (the CRD lists them: anything else is refused).
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum CommerceEvent {
+    #[default]
+    #[serde(rename = "observer.checkout_cart_product_add_before")]
+    CheckoutCartProductAddBefore,
+    #[serde(rename = "observer.sales_quote_item_save_before")]
+    SalesQuoteItemSaveBefore,
+}
+
+impl From<CommerceEvent> for StockEvent {
+    fn from(event: CommerceEvent) -> Self {
+        match event {
+            CommerceEvent::CheckoutCartProductAddBefore => StockEvent::CheckoutCartProductAddBefore,
+            CommerceEvent::SalesQuoteItemSaveBefore => StockEvent::SalesQuoteItemSaveBefore,
         }
     }
 }

@@ -89,10 +89,21 @@ impl CheckStock {
             Ok(request) => request,
             Err(error) => return Outcome::Rejected(error.into()),
         };
+        if let Some(product) = &request.unchecked {
+            // Its stocked child is not in this event: blocking would refuse the
+            // product whatever the stock. The README says to pick the other event.
+            tracing::warn!(sku = %product.sku, product_type = %product.product_type, "composite product let through unchecked: use observer.sales_quote_item_save_before to check it");
+            return Outcome::InStock;
+        }
         match self.source.availability(&request).await {
             Ok(availability) => {
                 let short = shortages(&request, &availability);
-                tracing::debug!(cart_id = %request.cart_id, items = request.items.len(), short = short.len(), "stock checked");
+                tracing::debug!(
+                    cart_id = request.cart_id.as_deref().unwrap_or(""),
+                    items = request.items.len(),
+                    short = short.len(),
+                    "stock checked"
+                );
                 if short.is_empty() {
                     Outcome::InStock
                 } else {

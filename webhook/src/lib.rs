@@ -10,6 +10,7 @@
 //! * [`answers`]: the failure policy and the fixed parts of every answer.
 //! * [`contract`]: the environment interface: variable names, defaults, the
 //!   [`contract::Args`] parser, the paths the service reserves.
+//! * [`events`]: the Commerce events understood and the hook fields read of each.
 //! * [`ops`]: what both binaries do alike: stop on SIGTERM, render metrics.
 //!
 //! The service, behind the default `server` feature:
@@ -31,6 +32,7 @@
 
 pub mod answers;
 pub mod contract;
+pub mod events;
 pub mod ops;
 
 #[cfg(feature = "server")]

@@ -1,16 +1,30 @@
-//! Reading and validating the check-stock payload Commerce sends.
+//! Reading and validating the check-stock payloads Commerce sends.
 //!
-//! Commerce is PHP: numbers may arrive as strings (`"qty": "2"`) and ids as either.
-//! The body is read into [`Envelope`], a document model that keeps exactly what
-//! check-stock looks at (borrowed from the body, no `serde_json::Value` tree: that
-//! was most of the cost of a call) and a description of anything else, so that every
-//! problem can be named precisely (which item, which field, what was sent) and the
-//! missing-parameter message matches the starter kit's action exactly.
+//! A real Commerce does not send one fixed shape: it serialises the arguments of the
+//! event it intercepts, and a hook's `fields` may select and rename paths of it (see
+//! the README's "Connect a real Commerce"). This module understands:
+//! - `observer.checkout_cart_product_add_before`: one product being added, SKU at
+//!   `data.product.sku`, requested quantity at `data.info.qty` (absent means 1);
+//! - `observer.sales_quote_item_save_before`: one cart line being saved, SKU at
+//!   `data.item.sku`, the line's total quantity at `data.item.qty`, the cart at
+//!   `data.item.quote_id`;
+//! - both in their default form (the whole event under `data`) and field-selected
+//!   (the same paths without the `data.` prefix, as Adobe's examples rename them);
+//! - the starter kit's `{"data":{"cart_id","items":[..]}}`, with its exact messages.
+//!
+//! Commerce is PHP: numbers arrive as strings (`"2"`, `"1.0000"`), empty values as
+//! `""`, `null` or `[]`, and a product carries hundreds of attributes. The model
+//! below is plain serde derives over borrowed values: only the few fields read are
+//! kept, every other key is skipped by serde's `IgnoredAny` without building
+//! anything, and each kept value stays a [`Node`] until validated, so that a wrong
+//! value can be named in the message (which field, what was sent).
 
 use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 
 use serde::Deserialize;
+use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Number;
 use thiserror::Error;
@@ -18,11 +32,22 @@ use thiserror::Error;
 /// The parameters the reference action requires, in the order it reports them.
 const REQUIRED: [&str; 2] = ["data.cart_id", "data.items"];
 
+/// Product types whose own SKU is not what is stocked: the shopper's choice (a
+/// configurable's child, a bundle's options, a group's members) is not in
+/// `observer.checkout_cart_product_add_before`, so that event cannot check them.
+const COMPOSITE_TYPES: [&str; 3] = ["configurable", "bundle", "grouped"];
+
 /// A validated check-stock request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckStockRequest {
-    pub cart_id: String,
+    /// The cart, when the payload names one (`observer.checkout_cart_product_add_before`
+    /// does not).
+    pub cart_id: Option<String>,
+    /// What to check; empty only when `unchecked` says why.
     pub items: Vec<RequestedItem>,
+    /// A product the payload cannot check (see [`COMPOSITE_TYPES`]). It is let
+    /// through: refusing it would block every such product, whatever the stock.
+    pub unchecked: Option<UncheckedProduct>,
 }
 
 /// One cart line Commerce asks about.
@@ -32,15 +57,38 @@ pub struct RequestedItem {
     pub qty: f64,
 }
 
+/// A composite product added through `observer.checkout_cart_product_add_before`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UncheckedProduct {
+    pub sku: String,
+    pub product_type: String,
+}
+
 /// Why a payload is not a check-stock request; the `Display` text is what the shopper
 /// (and the merchant's logs) see, so it names the offending parameter.
 #[derive(Debug, Error, PartialEq)]
 pub enum PayloadError {
     #[error("malformed JSON body: {0}")]
     MalformedJson(String),
+    /// No known shape: names every shape understood, and the event when one was sent.
+    #[error(
+        "unrecognised check-stock payload{}: expected product.sku (and optionally info.qty) \
+         of observer.checkout_cart_product_add_before, item.sku and item.qty of \
+         observer.sales_quote_item_save_before (each under 'data' or at the top level), \
+         or the starter kit's data.cart_id and data.items",
+        .0.as_ref().map(|event| format!(" for event {event}")).unwrap_or_default()
+    )]
+    UnknownShape(Option<String>),
     /// Same wording as the starter kit's validator: `missing parameter(s) 'a,b'`.
     #[error("missing parameter(s) '{}'", .0.join(","))]
-    Missing(Vec<&'static str>),
+    Missing(Vec<String>),
+    /// A value of the wrong kind, at its full path as sent.
+    #[error("invalid parameter '{path}': expected {expected}, got {got}")]
+    Invalid {
+        path: String,
+        expected: &'static str,
+        got: String,
+    },
     #[error("invalid parameter 'data.cart_id': expected a string or a number, got {0}")]
     CartId(String),
     #[error("invalid parameter 'data.items': expected a non-empty array of items, got {0}")]
@@ -56,47 +104,173 @@ pub enum PayloadError {
 
 /// Parses and validates a raw body into a [`CheckStockRequest`].
 pub fn parse_check_stock(body: &[u8]) -> Result<CheckStockRequest, PayloadError> {
-    let envelope: Envelope =
+    let body: Shape<'_, Body<'_>> =
         serde_json::from_slice(body).map_err(|e| PayloadError::MalformedJson(e.to_string()))?;
-    let (cart_id, items) = match envelope.data {
-        Some(Data::Object { cart_id, items }) => (
-            cart_id.filter(|node| !node.is_blank()),
-            items.filter(|items| !matches!(items, Items::Other(node) if node.is_blank())),
-        ),
-        _ => (None, None),
+    let Shape::Object(body) = body else {
+        return Err(PayloadError::UnknownShape(None));
     };
-    let missing: Vec<&'static str> = REQUIRED
-        .iter()
-        .zip([cart_id.is_none(), items.is_none()])
-        .filter(|(_, missing)| *missing)
-        .map(|(name, _)| *name)
-        .collect();
-    let (Some(cart_id), Some(items)) = (cart_id, items) else {
-        return Err(PayloadError::Missing(missing));
-    };
+    if let Some(Shape::Object(data)) = body.data {
+        if data.cart_id.is_some() || data.items.is_some() {
+            return starter_kit(data);
+        }
+        // The default form: the whole event under `data`.
+        if let Some(request) = event("data.", data.product, data.info, data.item) {
+            return request;
+        }
+    }
+    // A field-selected form, renamed like Adobe's examples: no `data` wrapper.
+    event("", body.product, body.info, body.item).unwrap_or_else(|| {
+        let event_name = match body.event_name {
+            Some(Node::Str(name)) => Some(name.chars().take(80).collect()),
+            _ => None,
+        };
+        Err(PayloadError::UnknownShape(event_name))
+    })
+}
 
+/// The request of whichever event these objects belong to, if any. `prefix` is where
+/// they were found, so that messages give the path as sent.
+fn event(
+    prefix: &str,
+    product: Option<Shape<'_, Product<'_>>>,
+    info: Option<Shape<'_, Info<'_>>>,
+    item: Option<Shape<'_, QuoteItem<'_>>>,
+) -> Option<Result<CheckStockRequest, PayloadError>> {
+    match (product, info, item) {
+        (_, _, Some(item)) => Some(quote_item(prefix, item)),
+        (None, None, None) => None,
+        (product, info, None) => Some(product_add(prefix, product, info)),
+    }
+}
+
+/// `observer.checkout_cart_product_add_before`: `product.sku`, `info.qty`.
+fn product_add(
+    prefix: &str,
+    product: Option<Shape<'_, Product<'_>>>,
+    info: Option<Shape<'_, Info<'_>>>,
+) -> Result<CheckStockRequest, PayloadError> {
+    let path = |field: &str| format!("{prefix}{field}");
+    let product = object(product, || path("product"))?.unwrap_or_default();
+    let info = object(info, || path("info"))?.unwrap_or_default();
+    let sku = required_sku(product.sku, || path("product.sku"))?;
+    let qty = match info.qty.filter(|qty| !qty.is_blank()) {
+        // Commerce adds one when the request names no quantity.
+        None => 1.0,
+        Some(qty) => positive(qty, || path("info.qty"))?,
+    };
+    let product_type = match product.type_id {
+        Some(Node::Str(kind)) => kind,
+        _ => Cow::Borrowed(""),
+    };
+    if COMPOSITE_TYPES.contains(&&*product_type) {
+        return Ok(CheckStockRequest {
+            cart_id: None,
+            items: Vec::new(),
+            unchecked: Some(UncheckedProduct {
+                sku,
+                product_type: product_type.into_owned(),
+            }),
+        });
+    }
+    Ok(CheckStockRequest {
+        cart_id: None,
+        items: vec![RequestedItem { sku, qty }],
+        unchecked: None,
+    })
+}
+
+/// `observer.sales_quote_item_save_before`: `item.sku`, `item.qty`, `item.quote_id`.
+fn quote_item(
+    prefix: &str,
+    item: Shape<'_, QuoteItem<'_>>,
+) -> Result<CheckStockRequest, PayloadError> {
+    let path = |field: &str| format!("{prefix}{field}");
+    let item = object(Some(item), || path("item"))?.unwrap_or_default();
+    let sku = item.sku.filter(|sku| !sku.is_empty());
+    let qty = item.qty.filter(|qty| !qty.is_empty());
+    let (sku, qty) = match (sku, qty) {
+        (Some(sku), Some(qty)) => (sku, qty),
+        (sku, qty) => {
+            let missing = [(sku.is_none(), "item.sku"), (qty.is_none(), "item.qty")];
+            return Err(PayloadError::Missing(
+                missing
+                    .into_iter()
+                    .filter(|(missing, _)| *missing)
+                    .map(|(_, field)| path(field))
+                    .collect(),
+            ));
+        }
+    };
+    let sku = sku_string(sku, || path("item.sku"))?;
+    let qty = positive(qty, || path("item.qty"))?;
+    let cart_id = match item.quote_id {
+        None => None,
+        Some(id) if id.is_empty() => None,
+        Some(Node::Str(id)) => Some(id.into_owned()),
+        Some(Node::Number(id)) => Some(id.to_string()),
+        Some(other) => {
+            return Err(invalid(
+                path("item.quote_id"),
+                "a string or a number",
+                &other,
+            ));
+        }
+    };
+    Ok(CheckStockRequest {
+        cart_id,
+        items: vec![RequestedItem { sku, qty }],
+        unchecked: None,
+    })
+}
+
+/// The starter kit's `{"data":{"cart_id","items":[{"item_id","sku","qty"}]}}`,
+/// validated with the reference action's messages.
+fn starter_kit(data: Data<'_>) -> Result<CheckStockRequest, PayloadError> {
+    let cart_id = data.cart_id.filter(|node| !node.is_blank());
+    let items = data
+        .items
+        .filter(|items| !matches!(items, List::Other(node) if node.is_blank()));
+    let (cart_id, items) = match (cart_id, items) {
+        (Some(cart_id), Some(items)) => (cart_id, items),
+        (cart_id, items) => {
+            let missing = REQUIRED
+                .iter()
+                .zip([cart_id.is_none(), items.is_none()])
+                .filter(|(_, missing)| *missing)
+                .map(|(name, _)| (*name).to_owned())
+                .collect();
+            return Err(PayloadError::Missing(missing));
+        }
+    };
     let cart_id = match cart_id {
         Node::Str(s) => s.into_owned(),
         Node::Number(n) => n.to_string(),
         other => return Err(PayloadError::CartId(other.to_string())),
     };
     let items = match items {
-        Items::List(list) if !list.is_empty() => list,
-        Items::List(_) => return Err(PayloadError::Items(Node::EmptyArray.to_string())),
-        Items::Other(node) => return Err(PayloadError::Items(node.to_string())),
+        List::Items(list) if !list.is_empty() => list,
+        List::Items(_) => return Err(PayloadError::Items(Node::EmptyArray.to_string())),
+        List::Other(node) => return Err(PayloadError::Items(node.to_string())),
     };
     let items = items
         .into_iter()
         .enumerate()
-        .map(|(index, item)| parse_item(index, item))
+        .map(|(index, item)| starter_item(index, item))
         .collect::<Result<_, _>>()?;
-    Ok(CheckStockRequest { cart_id, items })
+    Ok(CheckStockRequest {
+        cart_id: Some(cart_id),
+        items,
+        unchecked: None,
+    })
 }
 
-fn parse_item(index: usize, item: Item<'_>) -> Result<RequestedItem, PayloadError> {
-    let (item_id, sku, qty) = match item {
-        Item::Object { item_id, sku, qty } => (item_id, sku, qty),
-        Item::Other(node) => {
+fn starter_item(
+    index: usize,
+    item: Shape<'_, StarterItem<'_>>,
+) -> Result<RequestedItem, PayloadError> {
+    let item = match item {
+        Shape::Object(item) => item,
+        Shape::Other(node) => {
             return Err(PayloadError::Item {
                 index,
                 item: String::new(),
@@ -106,27 +280,71 @@ fn parse_item(index: usize, item: Item<'_>) -> Result<RequestedItem, PayloadErro
     };
     let fail = |problem: String| PayloadError::Item {
         index,
-        item: item_label(item_id.as_ref()),
+        item: item_label(item.item_id.as_ref()),
         problem,
     };
-    let sku = match sku {
+    let sku = match item.sku {
         Some(Node::Str(s)) if !s.trim().is_empty() => s.into_owned(),
-        None | Some(Node::Null) => return Err(fail("'sku' is missing".into())),
+        None => return Err(fail("'sku' is missing".into())),
         Some(other) => {
             return Err(fail(format!(
                 "'sku' must be a non-empty string, got {other}"
             )));
         }
     };
-    let qty = match qty {
-        None | Some(Node::Null) => return Err(fail("'qty' is missing".into())),
+    let qty = match item.qty {
+        None => return Err(fail("'qty' is missing".into())),
         Some(value) => positive_number(&value)
             .ok_or_else(|| fail(format!("'qty' must be a positive number, got {value}")))?,
     };
     Ok(RequestedItem { sku, qty })
 }
 
-/// A positive finite number, given as a JSON number or a numeric string.
+/// The object at a path, if any: `null`, `""` and `[]` (PHP's empty array) are
+/// absent; any other non-object is named in the error.
+fn object<T>(
+    value: Option<Shape<'_, T>>,
+    path: impl FnOnce() -> String,
+) -> Result<Option<T>, PayloadError> {
+    match value {
+        None => Ok(None),
+        Some(Shape::Object(object)) => Ok(Some(object)),
+        Some(Shape::Other(node)) if node.is_empty() => Ok(None),
+        Some(Shape::Other(node)) => Err(invalid(path(), "an object", &node)),
+    }
+}
+
+/// A SKU, which must be present and a non-empty string.
+fn required_sku(
+    value: Option<Node<'_>>,
+    path: impl FnOnce() -> String,
+) -> Result<String, PayloadError> {
+    match value.filter(|sku| !sku.is_empty()) {
+        Some(sku) => sku_string(sku, path),
+        None => Err(PayloadError::Missing(vec![path()])),
+    }
+}
+
+fn sku_string(value: Node<'_>, path: impl FnOnce() -> String) -> Result<String, PayloadError> {
+    match value {
+        Node::Str(sku) if !sku.trim().is_empty() => Ok(sku.into_owned()),
+        other => Err(invalid(path(), "a non-empty string", &other)),
+    }
+}
+
+fn positive(value: Node<'_>, path: impl FnOnce() -> String) -> Result<f64, PayloadError> {
+    positive_number(&value).ok_or_else(|| invalid(path(), "a positive number", &value))
+}
+
+fn invalid(path: String, expected: &'static str, got: &Node<'_>) -> PayloadError {
+    PayloadError::Invalid {
+        path,
+        expected,
+        got: got.to_string(),
+    }
+}
+
+/// A positive finite number, given as a JSON number or a numeric string (`"1.0000"`).
 fn positive_number(value: &Node<'_>) -> Option<f64> {
     let n = match value {
         Node::Number(n) => n.as_f64()?,
@@ -145,31 +363,89 @@ fn item_label(item_id: Option<&Node<'_>>) -> String {
 }
 
 // --- the document model ----------------------------------------------------------
+//
+// Plain derives: unknown keys are skipped (serde's `IgnoredAny`), and `null` reads as
+// an absent `Option`. PHP never repeats a key; serde rejects a repeated one.
 
-/// The top level: only `data` matters; any other JSON value has no `data`.
-struct Envelope<'a> {
-    data: Option<Data<'a>>,
+/// The top level: the default form's `data` and `eventName`, or the objects of a
+/// field-selected form.
+#[derive(Deserialize)]
+struct Body<'a> {
+    #[serde(borrow)]
+    data: Option<Shape<'a, Data<'a>>>,
+    #[serde(borrow, rename = "eventName")]
+    event_name: Option<Node<'a>>,
+    #[serde(borrow)]
+    product: Option<Shape<'a, Product<'a>>>,
+    #[serde(borrow)]
+    info: Option<Shape<'a, Info<'a>>>,
+    #[serde(borrow)]
+    item: Option<Shape<'a, QuoteItem<'a>>>,
 }
 
-enum Data<'a> {
-    Object {
-        cart_id: Option<Node<'a>>,
-        items: Option<Items<'a>>,
-    },
-    Other,
+/// `data`: the starter kit's fields, or an event's.
+#[derive(Deserialize)]
+struct Data<'a> {
+    #[serde(borrow)]
+    cart_id: Option<Node<'a>>,
+    #[serde(borrow)]
+    items: Option<List<'a, Shape<'a, StarterItem<'a>>>>,
+    #[serde(borrow)]
+    product: Option<Shape<'a, Product<'a>>>,
+    #[serde(borrow)]
+    info: Option<Shape<'a, Info<'a>>>,
+    #[serde(borrow)]
+    item: Option<Shape<'a, QuoteItem<'a>>>,
 }
 
-enum Items<'a> {
-    List(Vec<Item<'a>>),
+#[derive(Deserialize)]
+struct StarterItem<'a> {
+    #[serde(borrow)]
+    item_id: Option<Node<'a>>,
+    #[serde(borrow)]
+    sku: Option<Node<'a>>,
+    #[serde(borrow)]
+    qty: Option<Node<'a>>,
+}
+
+/// `data.product` of `observer.checkout_cart_product_add_before` (of its hundreds of
+/// attributes, only these two).
+#[derive(Deserialize, Default)]
+struct Product<'a> {
+    #[serde(borrow)]
+    sku: Option<Node<'a>>,
+    #[serde(borrow)]
+    type_id: Option<Node<'a>>,
+}
+
+/// `data.info`: the add-to-cart request (`qty`, `super_attribute`, `form_key`, ...).
+#[derive(Deserialize, Default)]
+struct Info<'a> {
+    #[serde(borrow)]
+    qty: Option<Node<'a>>,
+}
+
+/// `data.item` of `observer.sales_quote_item_save_before`.
+#[derive(Deserialize, Default)]
+struct QuoteItem<'a> {
+    #[serde(borrow)]
+    sku: Option<Node<'a>>,
+    #[serde(borrow)]
+    qty: Option<Node<'a>>,
+    #[serde(borrow)]
+    quote_id: Option<Node<'a>>,
+}
+
+/// An object read as `T`, or any other value kept as a [`Node`] to be described
+/// (PHP sends `[]` or `""` where an object is empty).
+enum Shape<'a, T> {
+    Object(T),
     Other(Node<'a>),
 }
 
-enum Item<'a> {
-    Object {
-        item_id: Option<Node<'a>>,
-        sku: Option<Node<'a>>,
-        qty: Option<Node<'a>>,
-    },
+/// An array of `T`, or any other value kept as a [`Node`] to be described.
+enum List<'a, T> {
+    Items(Vec<T>),
     Other(Node<'a>),
 }
 
@@ -195,6 +471,11 @@ impl Node<'_> {
             _ => false,
         }
     }
+
+    /// Blank, or PHP's empty array `[]` (how an empty value is often serialised).
+    fn is_empty(&self) -> bool {
+        self.is_blank() || matches!(self, Node::EmptyArray)
+    }
 }
 
 /// A short, bounded rendering of what was sent, for error messages.
@@ -218,12 +499,14 @@ impl fmt::Display for Node<'_> {
     }
 }
 
-/// Visits any JSON value, keeping what `K` wants from objects and arrays.
-/// Each `Deserialize` below is a thin wrapper choosing what to keep.
-struct NodeVisitor;
+// The three hand-written visitors: serde has no derive for "this type, or any other
+// JSON value kept to be described", which per-field messages need.
 
-impl<'de> Visitor<'de> for NodeVisitor {
-    type Value = Node<'de>;
+/// Visits any JSON value; containers are skipped and only described.
+struct NodeVisitor<'a>(PhantomData<Node<'a>>);
+
+impl<'de: 'a, 'a> Visitor<'de> for NodeVisitor<'a> {
+    type Value = Node<'a>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
@@ -268,143 +551,89 @@ impl<'de> Visitor<'de> for NodeVisitor {
     }
 }
 
-impl<'de> Deserialize<'de> for Node<'de> {
+impl<'de: 'a, 'a> Deserialize<'de> for Node<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(NodeVisitor)
+        deserializer.deserialize_any(NodeVisitor(PhantomData))
     }
 }
 
-/// An object key, borrowed from the body unless it has escapes (serde's own
-/// `Cow<str>` always allocates).
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object key")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
-            }
+/// The scalar `visit_*` methods of a visitor whose non-container values become
+/// `$other(Node)`.
+macro_rules! scalars_as {
+    ($other:path) => {
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            NodeVisitor(PhantomData).visit_bool(v).map($other)
         }
-        deserializer.deserialize_str(V)
-    }
-}
-
-/// Reads the keys of an object, handing the wanted ones to `keep` (later duplicates
-/// win, as in `serde_json::Value`) and skipping the rest.
-fn visit_fields<'de, A: MapAccess<'de>>(
-    map: &mut A,
-    mut keep: impl FnMut(&str, &mut A) -> Result<bool, A::Error>,
-) -> Result<(), A::Error> {
-    while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-        if !keep(&key, map)? {
-            map.next_value::<IgnoredAny>()?;
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            NodeVisitor(PhantomData).visit_i64(v).map($other)
         }
-    }
-    Ok(())
-}
-
-/// `Deserialize` for a document node that keeps what `containers` (its `visit_map`
-/// and `visit_seq`) make of objects and arrays, and turns every scalar into
-/// `$other(Node)`, so a wrong type can still be described.
-macro_rules! deserialize_node {
-    ($ty:ident, $other:expr, { $($containers:tt)* }) => {
-        impl<'de> Deserialize<'de> for $ty<'de> {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                struct V;
-                impl<'de> Visitor<'de> for V {
-                    type Value = $ty<'de>;
-                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                        f.write_str("any JSON value")
-                    }
-                    $($containers)*
-                    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> { NodeVisitor.visit_bool(v).map($other) }
-                    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> { NodeVisitor.visit_i64(v).map($other) }
-                    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> { NodeVisitor.visit_u64(v).map($other) }
-                    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> { NodeVisitor.visit_f64(v).map($other) }
-                    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> { NodeVisitor.visit_borrowed_str(v).map($other) }
-                    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> { NodeVisitor.visit_str(v).map($other) }
-                    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> { NodeVisitor.visit_unit().map($other) }
-                }
-                deserializer.deserialize_any(V)
-            }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            NodeVisitor(PhantomData).visit_u64(v).map($other)
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            NodeVisitor(PhantomData).visit_f64(v).map($other)
+        }
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            NodeVisitor(PhantomData).visit_borrowed_str(v).map($other)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            NodeVisitor(PhantomData).visit_str(v).map($other)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            NodeVisitor(PhantomData).visit_unit().map($other)
         }
     };
 }
 
-deserialize_node!(Envelope, |_| Envelope { data: None }, {
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut data = None;
-        visit_fields(&mut map, |key, map| {
-            Ok(key == "data" && {
-                data = Some(map.next_value()?);
-                true
-            })
-        })?;
-        Ok(Envelope { data })
+struct ShapeVisitor<'a, T>(PhantomData<(Node<'a>, T)>);
+
+impl<'de: 'a, 'a, T: Deserialize<'de>> Visitor<'de> for ShapeVisitor<'a, T> {
+    type Value = Shape<'a, T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    scalars_as!(Shape::Other);
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        T::deserialize(MapAccessDeserializer::new(map)).map(Shape::Object)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        NodeVisitor.visit_seq(seq).map(|_| Envelope { data: None })
+        NodeVisitor(PhantomData).visit_seq(seq).map(Shape::Other)
     }
-});
+}
 
-deserialize_node!(Data, |_| Data::Other, {
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let (mut cart_id, mut items) = (None, None);
-        visit_fields(&mut map, |key, map| {
-            match key {
-                "cart_id" => cart_id = Some(map.next_value()?),
-                "items" => items = Some(map.next_value()?),
-                _ => return Ok(false),
-            }
-            Ok(true)
-        })?;
-        Ok(Data::Object { cart_id, items })
+impl<'de: 'a, 'a, T: Deserialize<'de>> Deserialize<'de> for Shape<'a, T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ShapeVisitor(PhantomData))
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        NodeVisitor.visit_seq(seq).map(|_| Data::Other)
-    }
-});
+}
 
-deserialize_node!(Item, Item::Other, {
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let (mut item_id, mut sku, mut qty) = (None, None, None);
-        visit_fields(&mut map, |key, map| {
-            match key {
-                "item_id" => item_id = Some(map.next_value()?),
-                "sku" => sku = Some(map.next_value()?),
-                "qty" => qty = Some(map.next_value()?),
-                _ => return Ok(false),
-            }
-            Ok(true)
-        })?;
-        Ok(Item::Object { item_id, sku, qty })
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        NodeVisitor.visit_seq(seq).map(Item::Other)
-    }
-});
+struct ListVisitor<'a, T>(PhantomData<(Node<'a>, T)>);
 
-// `items`: an array of items, or any other value (kept to describe it).
-deserialize_node!(Items, Items::Other, {
+impl<'de: 'a, 'a, T: Deserialize<'de>> Visitor<'de> for ListVisitor<'a, T> {
+    type Value = List<'a, T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    scalars_as!(List::Other);
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut list = Vec::with_capacity(seq.size_hint().unwrap_or(4).min(64));
         while let Some(item) = seq.next_element()? {
             list.push(item);
         }
-        Ok(Items::List(list))
+        Ok(List::Items(list))
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        NodeVisitor.visit_map(map).map(Items::Other)
+        NodeVisitor(PhantomData).visit_map(map).map(List::Other)
     }
-});
+}
+
+impl<'de: 'a, 'a, T: Deserialize<'de>> Deserialize<'de> for List<'a, T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ListVisitor(PhantomData))
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -419,12 +648,20 @@ mod tests {
         parse(payload).unwrap_err().to_string()
     }
 
+    fn one(sku: &str, qty: f64) -> Vec<RequestedItem> {
+        vec![RequestedItem {
+            sku: sku.into(),
+            qty,
+        }]
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
     #[test]
     fn reports_missing_parameters_like_the_reference_action() {
-        assert_eq!(
-            message(json!({})),
-            "missing parameter(s) 'data.cart_id,data.items'"
-        );
         assert_eq!(
             message(json!({"data": {"items": [1]}})),
             "missing parameter(s) 'data.cart_id'"
@@ -437,9 +674,27 @@ mod tests {
             message(json!({"data": {"cart_id": "", "items": null}})),
             "missing parameter(s) 'data.cart_id,data.items'"
         );
-        assert_eq!(
-            message(json!([1, 2])),
-            "missing parameter(s) 'data.cart_id,data.items'"
+    }
+
+    #[test]
+    fn an_unknown_shape_names_every_shape_understood() {
+        let expected = "unrecognised check-stock payload: expected product.sku (and optionally info.qty) of observer.checkout_cart_product_add_before, item.sku and item.qty of observer.sales_quote_item_save_before (each under 'data' or at the top level), or the starter kit's data.cart_id and data.items";
+        for payload in [
+            json!({}),
+            json!([1, 2]),
+            json!("data"),
+            json!({"data": {}}),
+            json!({"data": []}),
+            // What the old printed hook made Commerce send: both sources missing.
+            json!({"data": {"cart_id": null, "items": null}}),
+        ] {
+            assert_eq!(message(payload.clone()), expected, "{payload}");
+        }
+        assert!(
+            message(json!({"eventName": "sales_order_place_before", "data": {"order": {}}}))
+                .starts_with(
+                    "unrecognised check-stock payload for event sales_order_place_before: expected"
+                )
         );
     }
 
@@ -450,7 +705,7 @@ mod tests {
             {"item_id": "2", "sku": "MS-02", "qty": 1.5}
         ]}}))
         .unwrap();
-        assert_eq!(request.cart_id, "42");
+        assert_eq!(request.cart_id.as_deref(), Some("42"));
         assert_eq!(
             request.items,
             vec![
@@ -512,6 +767,132 @@ mod tests {
             "invalid parameter 'data.cart_id': expected a string or a number, got true"
         );
     }
+
+    #[test]
+    fn add_to_cart_default_payload_reads_sku_and_string_qty() {
+        let request = parse_check_stock(&fixture("add-to-cart-simple.json")).unwrap();
+        assert_eq!(
+            request,
+            CheckStockRequest {
+                cart_id: None,
+                items: one("MS-01", 2.0),
+                unchecked: None
+            }
+        );
+    }
+
+    #[test]
+    fn add_to_cart_without_qty_asks_for_one() {
+        let request = parse_check_stock(&fixture("add-to-cart-no-qty.json")).unwrap();
+        assert_eq!(request.items, one("MS-03", 1.0));
+        for info in [
+            json!({"qty": ""}),
+            json!({"qty": null}),
+            json!([]),
+            json!({}),
+        ] {
+            let request = parse(json!({"product": {"sku": "A"}, "info": info})).unwrap();
+            assert_eq!(request.items, one("A", 1.0), "{info}");
+        }
+        assert_eq!(
+            parse(json!({"product": {"sku": "A"}})).unwrap().items,
+            one("A", 1.0)
+        );
+    }
+
+    #[test]
+    fn add_to_cart_field_selected_with_or_without_the_data_prefix() {
+        let selected =
+            json!({"product": {"sku": "MS-02", "type_id": "simple"}, "info": {"qty": "1.5"}});
+        assert_eq!(parse(selected.clone()).unwrap().items, one("MS-02", 1.5));
+        assert_eq!(
+            parse(json!({"data": selected})).unwrap().items,
+            one("MS-02", 1.5)
+        );
+    }
+
+    #[test]
+    fn a_composite_product_on_add_to_cart_is_let_through_unchecked() {
+        let request = parse_check_stock(&fixture("add-to-cart-configurable.json")).unwrap();
+        assert!(request.items.is_empty());
+        assert_eq!(
+            request.unchecked,
+            Some(UncheckedProduct {
+                sku: "WJ-12".into(),
+                product_type: "configurable".into()
+            })
+        );
+    }
+
+    #[test]
+    fn add_to_cart_bad_values_name_the_path_as_sent() {
+        assert_eq!(
+            message(json!({"data": {"product": {"sku": "A"}, "info": {"qty": "0"}}})),
+            "invalid parameter 'data.info.qty': expected a positive number, got \"0\""
+        );
+        assert_eq!(
+            message(json!({"product": {"sku": 12}, "info": {"qty": "1"}})),
+            "invalid parameter 'product.sku': expected a non-empty string, got 12"
+        );
+        assert_eq!(
+            message(json!({"product": [], "info": {"qty": "1"}})),
+            "missing parameter(s) 'product.sku'"
+        );
+        assert_eq!(
+            message(json!({"data": {"product": "MS-01"}})),
+            "invalid parameter 'data.product': expected an object, got \"MS-01\""
+        );
+    }
+
+    #[test]
+    fn quote_item_default_payload_reads_sku_total_qty_and_cart() {
+        let request = parse_check_stock(&fixture("quote-item-save-simple.json")).unwrap();
+        assert_eq!(
+            request,
+            CheckStockRequest {
+                cart_id: Some("63".into()),
+                items: one("MS-01", 8.0),
+                unchecked: None
+            }
+        );
+        let configurable =
+            parse_check_stock(&fixture("quote-item-save-configurable.json")).unwrap();
+        assert_eq!(
+            configurable.items,
+            one("WJ-12-M-Blue", 2.0),
+            "the child's SKU"
+        );
+    }
+
+    #[test]
+    fn quote_item_field_selected_and_its_messages() {
+        let request = parse(
+            json!({"item": {"name": "Hoodie", "sku": "MS-02", "qty": "3.0000", "quote_id": 7}}),
+        )
+        .unwrap();
+        assert_eq!(request.cart_id.as_deref(), Some("7"));
+        assert_eq!(request.items, one("MS-02", 3.0));
+        assert_eq!(
+            message(json!({"item": {"name": "Hoodie", "sku": null, "qty": ""}})),
+            "missing parameter(s) 'item.sku,item.qty'"
+        );
+        assert_eq!(
+            message(json!({"data": {"item": {"sku": "A"}}})),
+            "missing parameter(s) 'data.item.qty'"
+        );
+        assert_eq!(
+            message(json!({"item": {"sku": "A", "qty": "lots"}})),
+            "invalid parameter 'item.qty': expected a positive number, got \"lots\""
+        );
+        assert_eq!(
+            message(json!({"item": {"sku": "A", "qty": 1, "quote_id": {"id": 1}}})),
+            "invalid parameter 'item.quote_id': expected a string or a number, got an object"
+        );
+        assert_eq!(
+            message(json!({"item": 5})),
+            "invalid parameter 'item': expected an object, got 5"
+        );
+    }
 }
 
 #[cfg(test)]
@@ -528,10 +909,18 @@ mod document_tests {
     }
 
     #[test]
-    fn escaped_strings_and_duplicate_keys_behave_like_json() {
-        let body = br#"{"data":{"cart_id":"c\u0031","items":[{"sku":"A\"B","qty":1,"sku":"Z"}]}}"#;
+    fn escaped_strings_are_read_and_repeated_keys_refused() {
+        let body = br#"{"data":{"cart_id":"c\u0031","items":[{"sku":"A\"B","qty":1}]}}"#;
         let request = parse_check_stock(body).unwrap();
-        assert_eq!(request.cart_id, "c1");
-        assert_eq!(request.items[0].sku, "Z", "the last duplicate key wins");
+        assert_eq!(request.cart_id.as_deref(), Some("c1"));
+        assert_eq!(request.items[0].sku, "A\"B");
+        // PHP's arrays cannot repeat a key, so a repeated one is not from Commerce.
+        let repeated = br#"{"data":{"cart_id":"c","items":[{"sku":"A","qty":1,"sku":"Z"}]}}"#;
+        assert!(
+            parse_check_stock(repeated)
+                .unwrap_err()
+                .to_string()
+                .contains("duplicate field `sku`")
+        );
     }
 }

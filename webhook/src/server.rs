@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 use crate::check_stock::CheckStock;
 use crate::contract::{HEALTH_PATH, METRICS_PATH, READY_PATH};
 use crate::metrics::Metrics;
+use crate::operation::Operation;
 use crate::ops::OPENMETRICS_CONTENT_TYPE;
 
 /// Everything the routes share.
@@ -47,10 +48,24 @@ pub fn router(state: Arc<AppState>, webhook_path: &str) -> Router {
         .with_state(state)
 }
 
+/// `Operation::Success` as serialised, sent as a static body: the most common answer
+/// then costs no serialisation and no buffer.
+const SUCCESS_BODY: &str = r#"{"op":"success"}"#;
+
 /// Takes the request whole: the `HeaderMap` extractor would clone the headers.
 async fn check_stock(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    Json(state.check_stock.answer(&parts.headers, body).await).into_response()
+    match state.check_stock.answer(&parts.headers, body).await {
+        Operation::Success => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            SUCCESS_BODY,
+        )
+            .into_response(),
+        other => Json(other).into_response(),
+    }
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, &'static str) {
@@ -102,5 +117,18 @@ pub async fn serve(
             tracing::warn!(timeout_ms = policy.timeout.as_millis() as u64, "in-flight requests cut off at the shutdown timeout");
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_static_success_body_is_the_serialised_operation() {
+        assert_eq!(
+            serde_json::to_string(&Operation::Success).unwrap(),
+            SUCCESS_BODY
+        );
     }
 }

@@ -47,7 +47,14 @@ async fn answers_success_and_short_stock_from_the_embedded_inventory() {
 async fn every_validation_failure_is_a_200_exception_naming_the_problem() {
     let service = Service::start(&["--max-body-bytes", "2048"]).await;
     let cases: Vec<(Value, &str)> = vec![
-        (json!({}), "missing parameter(s) 'data.cart_id,data.items'"),
+        (
+            json!({"data": {"cart_id": "", "items": null}}),
+            "missing parameter(s) 'data.cart_id,data.items'",
+        ),
+        (
+            json!({"data": {"product": {"sku": "MS-01"}, "info": {"qty": "none"}}}),
+            "invalid parameter 'data.info.qty': expected a positive number, got \"none\"",
+        ),
         (
             json!({"data": {"items": [{"sku": "A", "qty": 1}]}}),
             "missing parameter(s) 'data.cart_id'",

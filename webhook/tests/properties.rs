@@ -59,6 +59,9 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
             Just("sku".to_owned()),
             Just("qty".to_owned()),
             Just("item_id".to_owned()),
+            Just("product".to_owned()),
+            Just("info".to_owned()),
+            Just("item".to_owned()),
             "[a-z]{1,5}",
         ];
         prop_oneof![

@@ -1,7 +1,8 @@
 //! Stock from the merchant's back-office (ERP, WMS, ...) over HTTP.
 //!
 //! One request per webhook call, on pooled keep-alive connections:
-//! `POST {"cart_id":..,"items":[{"sku":..,"qty":..}]}` answered by
+//! `POST {"cart_id":..,"items":[{"sku":..,"qty":..}]}` (no `cart_id` when the
+//! event names no cart) answered by
 //! `{"items":[{"sku":..,"available":..}]}`. An answer that is not of that form, or
 //! that leaves out a SKU that was asked for, is an error rather than a guess: a
 //! back-office that lies must not sell stock that may not exist.
@@ -34,7 +35,9 @@ pub struct BackOffice {
 
 #[derive(Serialize)]
 struct StockQuery<'a> {
-    cart_id: &'a str,
+    /// Left out when the event names no cart (`observer.checkout_cart_product_add_before`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cart_id: Option<&'a str>,
     items: Vec<QueryItem<'a>>,
 }
 
@@ -72,7 +75,7 @@ impl BackOffice {
 
     async fn ask(&self, request: &CheckStockRequest) -> Result<Availability, StockError> {
         let query = StockQuery {
-            cart_id: &request.cart_id,
+            cart_id: request.cart_id.as_deref(),
             items: request
                 .items
                 .iter()

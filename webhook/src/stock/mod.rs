@@ -128,7 +128,7 @@ mod tests {
 
     fn request(items: &[(&str, f64)]) -> CheckStockRequest {
         CheckStockRequest {
-            cart_id: "c".into(),
+            cart_id: Some("c".into()),
             items: items
                 .iter()
                 .map(|(sku, qty)| RequestedItem {
@@ -136,6 +136,7 @@ mod tests {
                     qty: *qty,
                 })
                 .collect(),
+            unchecked: None,
         }
     }
 
