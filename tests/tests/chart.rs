@@ -101,7 +101,7 @@ fn watch_namespace_replicas_and_extras_change_the_manifests() {
     ])
     .unwrap();
     assert!(
-        !out.contains("kind: ClusterRole"),
+        !out.contains("kind: ClusterRoleBinding"),
         "namespaced RBAC only:\n{out}"
     );
     assert!(
@@ -127,6 +127,60 @@ fn watch_namespace_replicas_and_extras_change_the_manifests() {
         out.contains("kind: CommerceWebhook") && out.contains("replicas: 2"),
         "{out}"
     );
+}
+
+/// The operator's children carry `blockOwnerDeletion: true`: clusters enforcing
+/// owner references (OpenShift) refuse it without update on the finalizers.
+#[test]
+fn the_operator_may_block_owner_deletion_and_scale_its_children() {
+    for sets in [&[][..], &["watchNamespace=shop"][..]] {
+        let out = template(sets).unwrap();
+        let rule = |resource: &str| {
+            out.split("- apiGroups:")
+                .find(|rule| rule.contains(&format!("[\"{resource}\"]")))
+                .unwrap_or_else(|| panic!("no rule for {resource}:\n{out}"))
+                .to_owned()
+        };
+        assert!(
+            rule("commercewebhooks/finalizers").contains("verbs: [\"update\"]"),
+            "{sets:?}"
+        );
+        for resource in ["horizontalpodautoscalers", "poddisruptionbudgets"] {
+            assert!(
+                rule(resource).contains("\"create\", \"patch\", \"delete\""),
+                "{resource}"
+            );
+        }
+    }
+}
+
+/// Namespace users bound to the built-in roles get CommerceWebhooks too:
+/// `edit` (and `admin`) may manage them, `view` may read them.
+#[test]
+fn namespace_edit_and_view_users_get_commerce_webhooks_by_aggregation() {
+    let out = template(&[]).unwrap();
+    let role = |label: &str| {
+        out.split("---")
+            .find(|doc| doc.contains(&format!("rbac.authorization.k8s.io/{label}: \"true\"")))
+            .unwrap_or_else(|| panic!("no ClusterRole labelled {label}:\n{out}"))
+            .to_owned()
+    };
+    let edit = role("aggregate-to-edit");
+    assert!(edit.contains("kind: ClusterRole\n"), "{edit}");
+    assert!(edit.contains("rbac.authorization.k8s.io/aggregate-to-admin: \"true\""));
+    assert!(
+        edit.contains("[\"commercewebhooks\"]")
+            && edit.contains("\"create\", \"update\", \"patch\", \"delete\""),
+        "{edit}"
+    );
+    let view = role("aggregate-to-view");
+    assert!(
+        view.contains("verbs: [\"get\", \"list\", \"watch\"]")
+            && !view.contains("\"create\""),
+        "view is read-only: {view}"
+    );
+    let off = template(&["aggregateRoles.enabled=false"]).unwrap();
+    assert!(!off.contains("aggregate-to-"), "{off}");
 }
 
 #[test]
