@@ -247,6 +247,15 @@ pub struct CommerceHook {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 1024))]
     pub fallback_error_message: Option<String>,
+    /// PHP exception class Commerce throws with the webhook's message (the
+    /// webhook's `EXCEPTION_TYPE`), e.g.
+    /// `Magento\Framework\Exception\LocalizedException`; Commerce's default when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^\\?[A-Za-z_][A-Za-z0-9_]*(\\[A-Za-z_][A-Za-z0-9_]*)*$"),
+        length(min = 1, max = 255)
+    )]
+    pub exception_type: Option<String>,
 }
 
 impl Default for CommerceHook {
@@ -256,6 +265,7 @@ impl Default for CommerceHook {
             soft_timeout_ms: default_soft_timeout_ms(),
             required: true,
             fallback_error_message: None,
+            exception_type: None,
         }
     }
 }
