@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
 use commerce_webhook::ops::shutdown_signal;
-use commerce_webhook_operator::children::Defaults;
+use commerce_webhook_operator::children::{Defaults, PdbApi};
 use commerce_webhook_operator::controller::{self, Scope};
 use commerce_webhook_operator::leader::LeaseLock;
 use commerce_webhook_operator::metrics::{self, Metrics};
@@ -100,6 +100,8 @@ enum MainError {
     },
     #[error("rendering YAML: {0}")]
     Yaml(#[from] serde_yaml::Error),
+    #[error("discovering the PodDisruptionBudget API: {0}")]
+    Discovery(#[source] kube::Error),
     #[error("lost leadership")]
     LostLease,
 }
@@ -207,8 +209,12 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
             instance: Some(identity.clone()),
         },
     );
+    let pdb = PdbApi::discover(&client)
+        .await
+        .map_err(MainError::Discovery)?;
     let defaults = Defaults {
         image: args.webhook_image.clone(),
+        pdb,
     };
     let (context, writers) = Context::new(client, defaults, recorder, metrics.clone());
     let context = Arc::new(context);

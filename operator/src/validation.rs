@@ -95,6 +95,12 @@ pub enum SpecError {
     DuplicateInput(String),
     #[error("spec.path {path}: {reason}")]
     Path { path: String, reason: String },
+    #[error(
+        "spec.workload.replicas and spec.workload.autoscaling are exclusive: the HPA sets the replicas"
+    )]
+    ReplicasAndAutoscaling,
+    #[error("spec.workload.autoscaling.minReplicas {min} is above maxReplicas {max}")]
+    AutoscalingRange { min: i32, max: i32 },
 }
 
 /// Every problem of a spec, in the order of its fields.
@@ -143,6 +149,18 @@ impl CommerceWebhookSpec {
             }
             if !seen.insert(input.name.as_str()) {
                 errors.push(SpecError::DuplicateInput(input.name.clone()));
+            }
+        }
+        if let Some(autoscaling) = &self.workload.autoscaling {
+            if self.workload.replicas.is_some() {
+                errors.push(SpecError::ReplicasAndAutoscaling);
+            }
+            let min = autoscaling.min_replicas(self.commerce.required);
+            if min > autoscaling.max_replicas {
+                errors.push(SpecError::AutoscalingRange {
+                    min,
+                    max: autoscaling.max_replicas,
+                });
             }
         }
         if errors.is_empty() {
@@ -271,6 +289,27 @@ mod tests {
                 SpecError::AmbiguousInput("A".into()),
                 SpecError::DuplicateInput("A".into()),
             ])
+        );
+    }
+
+    #[test]
+    fn autoscaling_excludes_replicas_and_needs_a_range() {
+        assert_eq!(
+            spec("workload: {replicas: 2, autoscaling: {maxReplicas: 4}}").validate(),
+            Err(InvalidSpec(vec![SpecError::ReplicasAndAutoscaling]))
+        );
+        assert_eq!(
+            spec("workload: {autoscaling: {maxReplicas: 1}}").validate(),
+            Err(InvalidSpec(vec![SpecError::AutoscalingRange {
+                min: 2,
+                max: 1
+            }])),
+            "a required hook's minimum defaults to 2"
+        );
+        assert!(
+            spec("workload: {autoscaling: {maxReplicas: 1}}\ncommerce: {required: false}")
+                .validate()
+                .is_ok()
         );
     }
 

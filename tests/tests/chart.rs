@@ -175,8 +175,7 @@ fn namespace_edit_and_view_users_get_commerce_webhooks_by_aggregation() {
     );
     let view = role("aggregate-to-view");
     assert!(
-        view.contains("verbs: [\"get\", \"list\", \"watch\"]")
-            && !view.contains("\"create\""),
+        view.contains("verbs: [\"get\", \"list\", \"watch\"]") && !view.contains("\"create\""),
         "view is read-only: {view}"
     );
     let off = template(&["aggregateRoles.enabled=false"]).unwrap();
@@ -275,14 +274,14 @@ async fn helm_install_runs_the_operator_pod_and_serves_commerce() {
         status.url.as_deref(),
         Some(format!("http://check-stock.{}.svc/webhook/check-stock", ns.name).as_str())
     );
-    assert_eq!(status.ready_replicas, 1);
+    assert_eq!(status.ready_replicas, 2, "the example runs two pods");
     let printed = tool("kubectl", &["get", "cwh", "check-stock", "-n", &ns.name]).unwrap();
     assert!(
         printed.contains("True"),
         "kubectl get cwh shows Ready:\n{printed}"
     );
-    let webhook_pods = ready_pods(&ns, WEBHOOK_SELECTOR, 1).await;
-    assert_eq!(endpoint_addresses(&ns, "check-stock").await, 1);
+    let webhook_pods = ready_pods(&ns, WEBHOOK_SELECTOR, 2).await;
+    assert_eq!(endpoint_addresses(&ns, "check-stock").await, 2);
 
     // Commerce's calls through the Service, answered from the mounted inventory.
     let commerce = Commerce::new(format!(
@@ -318,9 +317,9 @@ async fn helm_install_runs_the_operator_pod_and_serves_commerce() {
         .eventually(CART_SHORT, Duration::from_secs(90), is_success)
         .await;
     assert_eq!(
-        ready_pods(&ns, WEBHOOK_SELECTOR, 1).await,
+        ready_pods(&ns, WEBHOOK_SELECTOR, 2).await,
         webhook_pods,
-        "same pod"
+        "same pods"
     );
     assert_eq!(restart_count(&ns, WEBHOOK_SELECTOR).await, 0, "no restart");
 
@@ -350,7 +349,7 @@ async fn helm_install_runs_the_operator_pod_and_serves_commerce() {
     )
     .await
     .unwrap();
-    ready_pods(&ns, WEBHOOK_SELECTOR, 1).await;
+    ready_pods(&ns, WEBHOOK_SELECTOR, 2).await;
     let commerce = Commerce::new(format!(
         "{}/webhook/check-stock",
         service_url(&ns, "check-stock").await

@@ -32,6 +32,7 @@ spec:
     - {name: LOG_LEVEL, value: debug}
     - {name: HERE_YOUR_PARAM, valueFrom: {secretKeyRef: {name: commerce-keys, key: erp-token}}}
   authToken: {name: commerce-keys, key: auth-token}
+  workload: {replicas: 1}
   commerce: {timeoutMs: 2000, fallbackErrorMessage: Try again later}
 "#;
 
@@ -562,4 +563,186 @@ async fn only_one_replica_holds_the_lease() {
             .unwrap()
             .holder_identity;
     assert_eq!(holder.as_deref(), Some("second"));
+}
+
+/// A Deployment and a Service someone else made, named like the hook: the operator
+/// must not apply over them nor delete them, and says why it cannot deploy.
+#[tokio::test]
+async fn objects_it_does_not_own_are_never_overwritten_or_deleted() {
+    let (ns, _operator) = setup("foreign").await;
+    let theirs = ns
+        .apply_yaml::<Deployment>(
+            r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: check-stock}
+spec:
+  replicas: 0
+  selector: {matchLabels: {app: theirs}}
+  template:
+    metadata: {labels: {app: theirs}}
+    spec: {containers: [{name: app, image: theirs:1}]}
+"#,
+        )
+        .await
+        .unwrap();
+    let their_service = ns
+        .apply_yaml::<Service>(
+            "{apiVersion: v1, kind: Service, metadata: {name: check-stock}, spec: {selector: {app: theirs}, ports: [{port: 81, protocol: TCP}]}}",
+        )
+        .await
+        .unwrap();
+    ns.apply_yaml::<Secret>(SECRET).await.unwrap();
+    ns.apply_yaml::<CommerceWebhook>(WEBHOOK).await.unwrap();
+
+    let conflict = wait_for_reason(&ns, "check-stock", "ChildConflict").await;
+    assert_eq!(ready_condition(&conflict).unwrap().status, "False");
+    assert_eq!(
+        ready_message(&conflict),
+        "Deployment check-stock, Service check-stock already exist and are not owned by this \
+         CommerceWebhook; rename the CommerceWebhook or remove them"
+    );
+    let events = ns.api::<Event>();
+    wait_for("a ChildConflict event", WAIT, || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("ChildConflict"))
+            .then_some(())
+    })
+    .await;
+    let untouched = |what: &'static str| {
+        let (ns, theirs, their_service) = (&ns, &theirs, &their_service);
+        async move {
+            let deployment = ns.api::<Deployment>().get("check-stock").await.unwrap();
+            let service = ns.api::<Service>().get("check-stock").await.unwrap();
+            assert_eq!(
+                deployment.resource_version(),
+                theirs.resource_version(),
+                "{what}: their Deployment was written"
+            );
+            assert!(deployment.owner_references().is_empty(), "{what}");
+            assert_eq!(
+                service.resource_version(),
+                their_service.resource_version(),
+                "{what}: their Service was written"
+            );
+        }
+    };
+    untouched("while enabled").await;
+
+    ns.api::<CommerceWebhook>()
+        .patch(
+            "check-stock",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"enabled": false}})),
+        )
+        .await
+        .unwrap();
+    wait_for_reason(&ns, "check-stock", "Disabled").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    untouched("after enabled: false").await;
+}
+
+/// Unset replicas are the starting count only (2 for a required hook, with a
+/// disruption budget): `kubectl scale` survives the operator's next apply.
+/// Autoscaling creates an HPA; taking it out of the spec removes it again.
+#[tokio::test]
+async fn scaling_is_left_to_kubectl_and_an_hpa() {
+    let (ns, _operator) = setup("scale").await;
+    ns.apply_yaml::<Secret>(SECRET).await.unwrap();
+    let hook = WEBHOOK.replace("  workload: {replicas: 1}\n", "");
+    ns.apply_yaml::<CommerceWebhook>(&hook).await.unwrap();
+    let deployments = ns.api::<Deployment>();
+    let replicas = || async {
+        deployments
+            .get("check-stock")
+            .await
+            .ok()
+            .and_then(|d| d.spec?.replicas)
+    };
+    wait_for("two starting replicas", WAIT, || async {
+        (replicas().await == Some(2)).then_some(())
+    })
+    .await;
+    let budget = kube::api::ApiResource {
+        group: "policy".into(),
+        version: "v1beta1".into(),
+        api_version: "policy/v1beta1".into(),
+        kind: "PodDisruptionBudget".into(),
+        plural: "poddisruptionbudgets".into(),
+    };
+    let budgets: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(ns.client.clone(), &ns.name, &budget);
+    let pdb = budgets.get("check-stock").await.unwrap();
+    assert_eq!(pdb.data["spec"]["maxUnavailable"], 1, "{pdb:?}");
+
+    e2e::tool(
+        "kubectl",
+        &[
+            "scale",
+            "deployment/check-stock",
+            "--replicas=1",
+            "-n",
+            &ns.name,
+        ],
+    )
+    .unwrap();
+    // A change the operator must apply, after the scale.
+    ns.api::<CommerceWebhook>()
+        .patch(
+            "check-stock",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"inputs": [{"name": "LOG_LEVEL", "value": "warn"}]}})),
+        )
+        .await
+        .unwrap();
+    wait_for("the new LOG_LEVEL applied", WAIT, || async {
+        let deployment = deployments.get("check-stock").await.ok()?;
+        let env = deployment.spec?.template.spec?.containers[0].env.clone()?;
+        env.iter()
+            .any(|e| e.name == "LOG_LEVEL" && e.value.as_deref() == Some("warn"))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(replicas().await, Some(1), "kubectl scale was reverted");
+
+    let autoscalers = ns.api::<k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler>();
+    ns.api::<CommerceWebhook>()
+        .patch(
+            "check-stock",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"workload": {"autoscaling": {"maxReplicas": 3}}}})),
+        )
+        .await
+        .unwrap();
+    let hpa = wait_for("the HPA", WAIT, || async {
+        autoscalers.get_opt("check-stock").await.ok().flatten()
+    })
+    .await;
+    let spec = hpa.spec.unwrap();
+    assert_eq!(
+        (
+            spec.min_replicas,
+            spec.max_replicas,
+            spec.scale_target_ref.name.as_str()
+        ),
+        (Some(2), 3, "check-stock")
+    );
+    ns.api::<CommerceWebhook>()
+        .patch(
+            "check-stock",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"workload": {"autoscaling": null}, "commerce": {"required": false}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    wait_for("the HPA and the budget removed", WAIT, || async {
+        let gone = autoscalers.get_opt("check-stock").await.ok()?.is_none()
+            && budgets.get_opt("check-stock").await.ok()?.is_none();
+        gone.then_some(())
+    })
+    .await;
 }

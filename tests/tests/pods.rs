@@ -211,6 +211,7 @@ async fn every_option_the_crd_offers_reaches_a_serving_pod() {
   signaturePublicKey: {name: commerce, key: public-key}
   inputs:
     - {name: LOG_LEVEL, value: debug}
+  workload: {replicas: 1}
   commerce:
     timeoutMs: 1500
     fallbackErrorMessage: Stock check unavailable
