@@ -15,7 +15,7 @@ use tracing_subscriber::EnvFilter;
 use commerce_webhook::ops::shutdown_signal;
 use commerce_webhook_operator::children::{Defaults, PdbApi};
 use commerce_webhook_operator::controller::{self, Scope};
-use commerce_webhook_operator::leader::LeaseLock;
+use commerce_webhook_operator::leader::{self, LeaseLock};
 use commerce_webhook_operator::metrics::{self, Metrics};
 use commerce_webhook_operator::reconciler::Context;
 use commerce_webhook_operator::resource::{self, CommerceWebhook};
@@ -184,7 +184,7 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
     let identity = args
         .identity
         .clone()
-        .unwrap_or_else(|| format!("commerce-webhook-operator-{}", std::process::id()));
+        .unwrap_or_else(leader::default_identity);
     let lease = args.leader_elect.then(|| {
         LeaseLock::new(
             client.clone(),
@@ -217,7 +217,10 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
         pdb,
     };
     let (context, writers) = Context::new(client, defaults, recorder, metrics.clone());
-    let context = Arc::new(context);
+    let context = Arc::new(match &lease {
+        Some(lease) => context.with_leadership(lease.leadership()),
+        None => context,
+    });
     let scope = match &args.watch_namespace {
         Some(namespace) => Scope::Namespace(namespace.clone()),
         None => Scope::Cluster,

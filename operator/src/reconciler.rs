@@ -26,6 +26,7 @@ use serde_json::json;
 use thiserror::Error;
 
 use crate::children::{self, Defaults};
+use crate::leader::Leadership;
 use crate::live::{self, Applied, Child, ChildKey, ChildKind, ChildWriters, LiveChildren, Version};
 use crate::metrics::Metrics;
 use crate::references::{self, ReferenceError};
@@ -46,6 +47,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 pub enum Error {
     #[error("CommerceWebhook has no namespace")]
     NoNamespace,
+    #[error("not the leader (the Lease was not renewed in time): nothing is written")]
+    NotLeading,
     #[error("applying {kind} {name}: {source}")]
     Apply {
         kind: ChildKind,
@@ -80,6 +83,7 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Error::NoNamespace => "no_namespace",
+            Error::NotLeading => "not_leading",
             Error::Conflict { .. } => "conflict",
             Error::Read { .. } => "read",
             Error::Apply { .. } => "apply",
@@ -96,6 +100,8 @@ pub struct Context {
     pub defaults: Defaults,
     pub recorder: Recorder,
     pub metrics: Metrics,
+    /// Checked before every write: a replica whose Lease lapsed writes nothing.
+    leadership: Leadership,
     live: LiveChildren,
     applied: Applied,
     /// Consecutive failures by resource, for exponential back-off.
@@ -116,11 +122,25 @@ impl Context {
             defaults,
             recorder,
             metrics,
+            leadership: Leadership::unconditional(),
             live,
             applied: Applied::default(),
             failures: Mutex::default(),
         };
         (context, writers)
+    }
+
+    /// The same context, writing only while `leadership` is valid.
+    pub fn with_leadership(self, leadership: Leadership) -> Self {
+        Context { leadership, ..self }
+    }
+
+    fn ensure_leading(&self) -> Result<(), Error> {
+        if self.leadership.is_valid() {
+            Ok(())
+        } else {
+            Err(Error::NotLeading)
+        }
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<CommerceWebhook>, u32>> {
@@ -141,7 +161,10 @@ enum Change {
 
 pub async fn reconcile(cwh: Arc<CommerceWebhook>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let result = reconcile_resource(&cwh, &ctx).await;
+    let result = match ctx.ensure_leading() {
+        Ok(()) => reconcile_resource(&cwh, &ctx).await,
+        Err(error) => Err(error),
+    };
     ctx.metrics
         .observe_reconcile(started.elapsed(), result.as_ref().err().map(Error::kind));
     if result.is_ok() {
@@ -513,6 +536,7 @@ async fn seed_replicas(
         ..PatchParams::default()
     };
     let patch = json!({"spec": {"replicas": initial}});
+    ctx.ensure_leading()?;
     let seeded = api
         .patch(name, &params, &Patch::Merge(patch))
         .await
@@ -543,6 +567,7 @@ async fn converge<K: Child>(
             Ok(applied)
         }
         (Live::Ours(live), None) => {
+            ctx.ensure_leading()?;
             let deleted = delete(api, name, &live).await?;
             ctx.applied.forget(&ChildKey::new(K::KIND, namespace, name));
             Ok(deleted)
@@ -580,6 +605,7 @@ async fn apply_if_changed<K: Child>(
         }
         Live::Ours(_) | Live::Absent => {}
     }
+    ctx.ensure_leading()?;
     let result = apply(api, name, desired).await?;
     ctx.applied.record(key, wanted, Version::of(result.meta()));
     Ok((result, true))
@@ -686,6 +712,7 @@ async fn update_status(
     if cwh.status.as_ref() == Some(&new) {
         return Ok(false);
     }
+    ctx.ensure_leading()?;
     let api: Api<CommerceWebhook> =
         Api::namespaced(ctx.client.clone(), &cwh.namespace().unwrap_or_default());
     // A merge patch keeps fields it does not mention: spell out the ones that
@@ -706,8 +733,12 @@ async fn update_status(
     Ok(true)
 }
 
-/// Events are best effort: failing to publish one must not fail the reconcile.
+/// Events are best effort: failing to publish one must not fail the reconcile
+/// (and one that is not the leader's anymore is dropped).
 async fn publish(ctx: &Context, cwh: &CommerceWebhook, type_: EventType, reason: &str, note: &str) {
+    if ctx.ensure_leading().is_err() {
+        return;
+    }
     let event = Event {
         type_,
         reason: reason.to_owned(),
@@ -1078,6 +1109,20 @@ mod tests {
                 .object::<serde_json::Value>(path::AUTOSCALER)
                 .is_none()
         );
+    }
+
+    /// A replica whose Lease lapsed (a frozen or partitioned leader) must not write
+    /// anything, whatever the reconcile would do.
+    #[tokio::test]
+    async fn a_replica_that_is_not_leading_writes_nothing() {
+        let cwh = webhook("{}");
+        let (ctx, _writers, server) = ApiServer::start(&cwh, Box::new(|_| None));
+        let ctx = Arc::try_unwrap(ctx)
+            .unwrap_or_else(|_| panic!("one context"))
+            .with_leadership(Leadership::elected());
+        let error = reconcile(Arc::new(cwh), Arc::new(ctx)).await.unwrap_err();
+        assert!(matches!(error, Error::NotLeading), "{error}");
+        assert!(server.lines().is_empty(), "{:?}", server.lines());
     }
 
     #[tokio::test]
