@@ -756,3 +756,124 @@ async fn scaling_is_left_to_kubectl_and_an_hpa() {
     })
     .await;
 }
+
+/// Two operator processes with leader election: the leader frozen (SIGSTOP) past
+/// its lease loses it to the standby, and once thawed (SIGCONT) writes nothing:
+/// it finds its renew deadline gone, says so, and exits without touching the
+/// Lease or the resources the new leader now owns.
+#[tokio::test]
+async fn a_frozen_leader_loses_the_lease_and_stays_quiet_when_thawed() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::events::v1::Event as NewEvent;
+
+    let ns = TestNamespace::new("frozen").await;
+    install_crd(&ns.client).await;
+    let logs = std::env::temp_dir().join(&ns.name);
+    std::fs::create_dir_all(&logs).unwrap();
+    let start = |identity: &str| {
+        let log = std::fs::File::create(logs.join(identity)).unwrap();
+        let child = e2e::operator_command(&ns.name)
+            .env("LEADER_ELECT", "true")
+            .env("LEADER_ELECTION_NAMESPACE", &ns.name)
+            .env("LEADER_ELECTION_SECONDS", "3")
+            .env("POD_NAME", identity)
+            .env("LOG_LEVEL", "info")
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        e2e::KillOnDrop(child)
+    };
+    let leases = ns.api::<Lease>();
+    let holder = || async {
+        leases
+            .get_opt("commerce-webhook-operator")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|lease| lease.spec?.holder_identity)
+    };
+    let mut first = start("first");
+    wait_for("first to lead", WAIT, || async {
+        (holder().await.as_deref() == Some("first")).then_some(())
+    })
+    .await;
+    let _second = start("second");
+    ns.apply_yaml::<Secret>(SECRET).await.unwrap();
+    ns.apply_yaml::<CommerceWebhook>(WEBHOOK).await.unwrap();
+    wait_for_reason(&ns, "check-stock", "Progressing").await;
+    let signal = |name: &str, pid: u32| {
+        e2e::tool("kill", &[&format!("-{name}"), &pid.to_string()]).unwrap();
+    };
+
+    signal("STOP", first.0.id());
+    wait_for("second to take the Lease over", WAIT, || async {
+        (holder().await.as_deref() == Some("second")).then_some(())
+    })
+    .await;
+    // Work for the new leader, which the frozen one would also do once thawed.
+    ns.api::<CommerceWebhook>()
+        .patch(
+            "check-stock",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"inputs": [{"name": "LOG_LEVEL", "value": "warn"}]}})),
+        )
+        .await
+        .unwrap();
+    let events = ns.api::<NewEvent>();
+    let by = |instance: &'static str| {
+        let events = events.clone();
+        async move {
+            events
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .filter(|e| e.reporting_instance.as_deref() == Some(instance))
+                .map(|e| e.metadata.name.unwrap_or_default())
+                .collect::<Vec<_>>()
+        }
+    };
+    wait_for("the new leader's Updated event", WAIT, || async {
+        (!by("second").await.is_empty()).then_some(())
+    })
+    .await;
+    let before = by("first").await;
+    let lease_before = leases.get("commerce-webhook-operator").await.unwrap();
+
+    signal("CONT", first.0.id());
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = first.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the thawed leader did not exit"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success(), "losing the Lease is a failure exit");
+    let log = std::fs::read_to_string(logs.join("first")).unwrap();
+    assert!(log.contains("leadership lost"), "{log}");
+    assert_eq!(
+        by("first").await,
+        before,
+        "the thawed leader published events"
+    );
+    let lease_after = leases.get("commerce-webhook-operator").await.unwrap();
+    assert_eq!(
+        lease_after
+            .spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.clone())
+            .as_deref(),
+        Some("second")
+    );
+    assert_eq!(
+        lease_after.spec.as_ref().and_then(|s| s.lease_transitions),
+        lease_before.spec.as_ref().and_then(|s| s.lease_transitions),
+        "the thawed leader took the Lease back"
+    );
+    let _ = std::fs::remove_dir_all(&logs);
+}
