@@ -165,3 +165,41 @@ where
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http::{Request, Response};
+    use kube::client::Body;
+
+    use super::*;
+
+    /// The reference watches ask the API server for metadata only: the data of
+    /// every Secret and ConfigMap in the cluster never reaches the operator.
+    #[tokio::test]
+    async fn secrets_and_config_maps_are_watched_without_their_data() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        let secrets = metadata_watch(Scope::Cluster.api::<PartialObjectMeta<Secret>>(&client));
+        let watching = tokio::spawn(async move {
+            futures::pin_mut!(secrets);
+            secrets.next().await.map(drop)
+        });
+        let (request, _respond) = handle.next_request().await.expect("a list request");
+        let accept = request
+            .headers()
+            .get("accept")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        assert!(
+            accept.contains("as=PartialObjectMetadataList"),
+            "{} asks for {accept:?}",
+            request.uri()
+        );
+        assert!(
+            request.uri().path().ends_with("/secrets"),
+            "{}",
+            request.uri()
+        );
+        watching.abort();
+    }
+}
