@@ -1,5 +1,11 @@
 //! Wiring the reconciler to watches: the resources, what they own, and the Secrets
 //! and ConfigMaps they reference.
+//!
+//! Secrets and ConfigMaps are watched as metadata only (`PartialObjectMetadata`):
+//! a change of one is all a watch has to notice, and holding every Secret's data
+//! of the cluster in memory only to do that cost the operator ~100 MiB on a
+//! cluster with 2,000 Secrets of 50 KB. The keys a resource references are read
+//! one by one when it reconciles (`references::config_hash`).
 
 use std::sync::Arc;
 
@@ -7,6 +13,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{ObjectRef, Store, reflector, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -78,8 +85,8 @@ pub async fn run(
         .owns_stream(deployments)
         .owns_stream(services)
         .owns(scope.api::<Ingress>(&client), children)
-        .watches(scope.api::<Secret>(&client), watcher::Config::default(), referencing(store.clone()))
-        .watches(scope.api::<ConfigMap>(&client), watcher::Config::default(), referencing(store))
+        .watches_stream(metadata_watch(scope.api::<PartialObjectMeta<Secret>>(&client)), referencing(store.clone()))
+        .watches_stream(metadata_watch(scope.api::<PartialObjectMeta<ConfigMap>>(&client)), referencing(store))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
@@ -118,15 +125,30 @@ where
     reflector(writer, stream).touched_objects()
 }
 
-/// Maps a changed Secret or ConfigMap to the resources in its namespace that
-/// reference it, so that they re-check it and roll their pods.
+/// The metadata of every object `api` lists, as it changes: an
+/// `Api<PartialObjectMeta<_>>` asks for metadata only, so no data is received and
+/// nothing of the objects' contents is ever held here.
+fn metadata_watch<K>(
+    api: Api<PartialObjectMeta<K>>,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(|meta: &mut PartialObjectMeta<K>| meta.metadata.managed_fields = None)
+        .touched_objects()
+}
+
+/// Maps a changed Secret or ConfigMap (its metadata) to the resources in its
+/// namespace that reference it, so that they re-check it and roll their pods.
 fn referencing<K>(
     store: Store<CommerceWebhook>,
-) -> impl Fn(K) -> Vec<ObjectRef<CommerceWebhook>> + Send + Sync + 'static
+) -> impl Fn(PartialObjectMeta<K>) -> Vec<ObjectRef<CommerceWebhook>> + Send + Sync + 'static
 where
-    K: Resource<DynamicType = ()> + DeserializeOwned,
+    K: Resource<DynamicType = ()>,
 {
-    move |object: K| {
+    move |object: PartialObjectMeta<K>| {
         let kind = K::kind(&());
         let name = object.name_any();
         let namespace = object.namespace();
@@ -141,5 +163,43 @@ where
             })
             .map(|cwh| ObjectRef::from_obj(&**cwh))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{Request, Response};
+    use kube::client::Body;
+
+    use super::*;
+
+    /// The reference watches ask the API server for metadata only: the data of
+    /// every Secret and ConfigMap in the cluster never reaches the operator.
+    #[tokio::test]
+    async fn secrets_and_config_maps_are_watched_without_their_data() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        let secrets = metadata_watch(Scope::Cluster.api::<PartialObjectMeta<Secret>>(&client));
+        let watching = tokio::spawn(async move {
+            futures::pin_mut!(secrets);
+            secrets.next().await.map(drop)
+        });
+        let (request, _respond) = handle.next_request().await.expect("a list request");
+        let accept = request
+            .headers()
+            .get("accept")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        assert!(
+            accept.contains("as=PartialObjectMetadataList"),
+            "{} asks for {accept:?}",
+            request.uri()
+        );
+        assert!(
+            request.uri().path().ends_with("/secrets"),
+            "{}",
+            request.uri()
+        );
+        watching.abort();
     }
 }

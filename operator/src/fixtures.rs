@@ -6,9 +6,9 @@
 use std::sync::{Arc, Mutex};
 
 use http::{Method, Request, Response, StatusCode};
+use kube::Client;
 use kube::client::Body;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::{Client, Resource};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
@@ -51,6 +51,7 @@ pub type Answer = Box<dyn Fn(&Call) -> Option<(StatusCode, Value)> + Send + Sync
 /// The mocked API server behind a context's client.
 pub struct ApiServer {
     calls: Arc<Mutex<Vec<Call>>>,
+    objects: Arc<Mutex<Objects>>,
     task: JoinHandle<()>,
 }
 
@@ -68,19 +69,26 @@ impl ApiServer {
         let client = Client::new(service, "default");
         let calls = Arc::new(Mutex::new(Vec::new()));
         let resource = serde_json::to_value(cwh).expect("resource serialises");
+        let objects = Arc::new(Mutex::new(Objects::default()));
         let task = tokio::spawn({
             let calls = calls.clone();
+            let objects = objects.clone();
             async move {
                 while let Some((request, respond)) = handle.next_request().await {
                     let (parts, body) = request.into_parts();
                     let bytes = body.collect_bytes().await.unwrap_or_default();
+                    let merge = parts
+                        .headers
+                        .get("content-type")
+                        .is_some_and(|t| t.as_bytes().starts_with(b"application/merge-patch"));
                     let call = Call {
                         method: parts.method,
                         path: parts.uri.path().to_owned(),
                         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
                     };
-                    let (status, body) =
-                        answer(&call).unwrap_or_else(|| Self::default_answer(&call, &resource));
+                    let (status, body) = answer(&call)
+                        .or_else(|| objects.lock().expect("objects lock").answer(&call, merge))
+                        .unwrap_or_else(|| Self::default_answer(&call, &resource));
                     calls.lock().expect("calls lock").push(call);
                     let response = Response::builder()
                         .status(status)
@@ -100,14 +108,21 @@ impl ApiServer {
         );
         let defaults = Defaults {
             image: "img:test".into(),
+            pdb: crate::children::PdbApi::v1beta1(),
         };
         let (context, writers) = Context::new(client, defaults, recorder, Metrics::default());
-        (Arc::new(context), writers, ApiServer { calls, task })
+        let server = ApiServer {
+            calls,
+            objects,
+            task,
+        };
+        (Arc::new(context), writers, server)
     }
 
-    /// A server where nothing exists yet: reads and deletes find nothing, applies
-    /// and creates succeed and answer the object (at generation 1), status patches
-    /// answer the resource with that status.
+    /// A server where nothing exists but what the operator wrote: reads and
+    /// deletes of anything else find nothing, applies and creates succeed and
+    /// answer the object (a child's generation goes up when its spec changes),
+    /// status patches answer the resource with that status.
     pub fn default_answer(call: &Call, resource: &Value) -> (StatusCode, Value) {
         let is_status = call.path.ends_with("/status");
         match call.method {
@@ -165,8 +180,91 @@ impl ApiServer {
             .collect()
     }
 
+    /// The child at `path` as the server now holds it, if any.
+    pub fn object<K: serde::de::DeserializeOwned>(&self, path: &str) -> Option<K> {
+        let objects = self.objects.lock().expect("objects lock");
+        let object = objects.by_path.get(path)?.clone();
+        serde_json::from_value(object).ok()
+    }
+
+    /// Puts an object there as someone else would have.
+    pub fn insert(&self, path: &str, object: Value) {
+        let mut objects = self.objects.lock().expect("objects lock");
+        objects.by_path.insert(path.to_owned(), object);
+    }
+
     pub fn forget_calls(&self) {
         self.calls.lock().expect("calls lock").clear();
+    }
+}
+
+/// The children written so far, by path, so that a later read or merge patch
+/// sees them as an API server would.
+#[derive(Default)]
+struct Objects {
+    by_path: std::collections::HashMap<String, Value>,
+    resource_version: u64,
+}
+
+impl Objects {
+    /// The answer to a read, write or delete of a child, or `None` for the rest
+    /// (status writes, events, anything else).
+    fn answer(&mut self, call: &Call, merge: bool) -> Option<(StatusCode, Value)> {
+        if call.path.ends_with("/status") || call.path.contains("/events") {
+            return None;
+        }
+        match call.method {
+            Method::GET => self
+                .by_path
+                .get(&call.path)
+                .map(|o| (StatusCode::OK, o.clone())),
+            Method::DELETE => self.by_path.remove(&call.path).map(|_| {
+                let success = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                     "status": "Success", "code": 200});
+                (StatusCode::OK, success)
+            }),
+            Method::PATCH => {
+                let previous = self.by_path.get(&call.path);
+                let mut object = match (previous, merge) {
+                    (Some(previous), true) => {
+                        let mut merged = previous.clone();
+                        merge_patch(&mut merged, &call.body);
+                        merged
+                    }
+                    (None, true) => return Some(not_found()),
+                    (_, false) => call.body.clone(),
+                };
+                let generation = match previous {
+                    Some(previous) if previous["spec"] == object["spec"] => {
+                        previous["metadata"]["generation"].as_i64().unwrap_or(1)
+                    }
+                    Some(previous) => previous["metadata"]["generation"].as_i64().unwrap_or(0) + 1,
+                    None => 1,
+                };
+                self.resource_version += 1;
+                object["metadata"]["generation"] = json!(generation);
+                object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+                self.by_path.insert(call.path.clone(), object.clone());
+                Some((StatusCode::OK, object))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(target), Value::Object(patch)) => {
+            for (key, value) in patch {
+                if value.is_null() {
+                    target.remove(key);
+                } else {
+                    merge_patch(target.entry(key.clone()).or_insert(Value::Null), value);
+                }
+            }
+        }
+        (target, patch) => *target = patch.clone(),
     }
 }
 
@@ -191,24 +289,11 @@ pub mod path {
     pub const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/shop/deployments/hook";
     pub const SERVICE: &str = "/api/v1/namespaces/shop/services/hook";
     pub const INGRESS: &str = "/apis/networking.k8s.io/v1/namespaces/shop/ingresses/hook";
+    pub const AUTOSCALER: &str =
+        "/apis/autoscaling/v1/namespaces/shop/horizontalpodautoscalers/hook";
+    pub const BUDGET: &str = "/apis/policy/v1beta1/namespaces/shop/poddisruptionbudgets/hook";
     pub const STATUS: &str =
         "/apis/integration.commerce.dev/v1alpha1/namespaces/shop/commercewebhooks/hook/status";
     pub const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/shop/events";
     pub const SECRETS: &str = "/api/v1/namespaces/shop/secrets";
-}
-
-/// The object `K` as the API answered it to the call at `path`, if any.
-pub fn answered<K: Resource + serde::de::DeserializeOwned>(
-    server: &ApiServer,
-    path: &str,
-    resource: &CommerceWebhook,
-) -> Option<K> {
-    let value = serde_json::to_value(resource).ok()?;
-    server
-        .calls()
-        .iter()
-        .rev()
-        .find(|c| c.path == path && c.method == Method::PATCH)
-        .map(|c| ApiServer::default_answer(c, &value).1)
-        .and_then(|v| serde_json::from_value(v).ok())
 }

@@ -1,31 +1,73 @@
 //! Lease-based leader election (`coordination.k8s.io/v1`), so that two operator
 //! replicas can run safely: only the holder of the Lease reconciles.
 //!
-//! The holder renews the Lease every `duration / 3`; another replica takes it over
-//! once `renewTime + leaseDurationSeconds` has passed. Updates use the Lease's
-//! resourceVersion, so two candidates can never both win the same round.
+//! It follows client-go's leader election:
 //!
-//! Each round's decision is the pure function [`decide`] of the Lease read and the
-//! time, so the state machine is tested with a made-up clock; `LeaseLock` only
-//! reads and writes.
+//! * A standby judges expiry on its **own monotonic clock**: the Lease is expired
+//!   once `leaseDurationSeconds` have passed since this replica last saw the
+//!   record change. The holder's timestamps are only written, never compared with
+//!   the local wall clock, so clock skew between nodes cannot steal a healthy Lease.
+//! * The holder must renew within a **renew deadline** shorter than the lease
+//!   (two thirds of it). A renew call that hangs past it counts as lost leadership:
+//!   [`Leadership`] turns invalid, the reconciler stops writing, and the process
+//!   exits; a standby cannot take over before a full lease has passed, so the two
+//!   never write at once.
+//! * Updates use the Lease's resourceVersion, so two candidates can never both win
+//!   the same round.
+//! * Nothing in the Lease can make it panic: a hostile duration is clamped, counts
+//!   saturate.
+//!
+//! Each round's decision is the pure function [`decide`] of the Lease read, what
+//! was observed of it before, and the time, so the state machine is tested with a
+//! made-up clock; `LeaseLock` only reads and writes.
 
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::PostParams;
 use kube::{Api, Client};
+use tokio::time::Instant;
 
-/// Where the current time comes from: the system clock, or a test's.
-pub type Clock = fn() -> Timestamp;
+/// The longest lease a holder's record is believed to ask for: a Lease claiming
+/// more (or an absurd value) cannot keep standbys out for longer, nor overflow a
+/// deadline.
+const MAX_LEASE: Duration = Duration::from_secs(3600);
 
 pub struct LeaseLock {
     api: Api<Lease>,
     name: String,
     identity: String,
     duration: Duration,
-    clock: Clock,
+    /// The Lease record as last read, and when (on this replica's clock).
+    observed: Mutex<Option<Observed>>,
+    leadership: Leadership,
+}
+
+/// A Lease record and the local monotonic time it was first seen with this content.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    pub record: LeaseSpec,
+    pub at: Instant,
+}
+
+impl Observed {
+    /// What is known after reading `current` at `now`: the time only moves when the
+    /// record changed (a holder's renewal changes its renewTime).
+    pub fn update(previous: Option<Observed>, current: &LeaseSpec, now: Instant) -> Observed {
+        match previous {
+            Some(previous) if previous.record == *current => previous,
+            _ => Observed {
+                record: current.clone(),
+                at: now,
+            },
+        }
+    }
 }
 
 /// What one election round does with the Lease it read.
@@ -35,47 +77,123 @@ pub enum Round {
     Create(LeaseSpec),
     /// It is this replica's, or expired, or released: write this spec.
     Take(LeaseSpec),
-    /// Another replica holds it and renewed it in time.
+    /// Another replica holds it and renewed it within its duration, as observed here.
     StandBy,
 }
 
-/// One round of the election, for the replica `identity` at time `now`.
+/// The lease a record asks for, within sane bounds.
+fn held_for(record: &LeaseSpec, own: Duration) -> Duration {
+    match record.lease_duration_seconds {
+        Some(seconds) => Duration::from_secs(u64::try_from(seconds).unwrap_or(0)),
+        None => own,
+    }
+    .clamp(Duration::from_secs(1), MAX_LEASE)
+}
+
+/// One round of the election, for the replica `identity`. `observed` is the record
+/// as read this round (see [`Observed::update`]); `now` is the same monotonic clock,
+/// `wall` only goes into the timestamps written.
 pub fn decide(
-    current: Option<&LeaseSpec>,
+    observed: Option<&Observed>,
     identity: &str,
     duration: Duration,
-    now: Timestamp,
+    now: Instant,
+    wall: Timestamp,
 ) -> Round {
     let seconds = i32::try_from(duration.as_secs()).unwrap_or(i32::MAX).max(1);
-    let Some(current) = current else {
+    let Some(observed) = observed else {
         return Round::Create(LeaseSpec {
             holder_identity: Some(identity.to_owned()),
             lease_duration_seconds: Some(seconds),
-            acquire_time: Some(MicroTime(now)),
-            renew_time: Some(MicroTime(now)),
+            acquire_time: Some(MicroTime(wall)),
+            renew_time: Some(MicroTime(wall)),
             lease_transitions: Some(0),
             ..LeaseSpec::default()
         });
     };
-    let mut spec = current.clone();
+    let mut spec = observed.record.clone();
     let ours = spec.holder_identity.as_deref() == Some(identity);
-    let held_for =
-        SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(seconds)));
-    let expired = match (&spec.holder_identity, &spec.renew_time) {
-        (Some(_), Some(renewed)) => renewed.0 + held_for < now,
-        _ => true,
-    };
+    let released = spec.holder_identity.as_deref().is_none_or(str::is_empty);
+    let expired =
+        released || now.saturating_duration_since(observed.at) > held_for(&spec, duration);
     if !ours && !expired {
         return Round::StandBy;
     }
     if !ours {
-        spec.acquire_time = Some(MicroTime(now));
-        spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+        spec.acquire_time = Some(MicroTime(wall));
+        spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0).saturating_add(1));
     }
     spec.holder_identity = Some(identity.to_owned());
     spec.lease_duration_seconds = Some(seconds);
-    spec.renew_time = Some(MicroTime(now));
+    spec.renew_time = Some(MicroTime(wall));
     Round::Take(spec)
+}
+
+/// A name for this replica in the Lease when `POD_NAME` is not given: the host
+/// name (the pod name in Kubernetes) and a random suffix, so that two processes on
+/// one host, or pods whose host names collide, never share an identity.
+pub fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "commerce-webhook-operator".to_owned());
+    // RandomState is seeded from the OS's randomness for every instance.
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    format!("{host}_{:016x}", hasher.finish())
+}
+
+/// Whether this replica may still write: true until the renew deadline passes
+/// without a successful renewal. Shared by the lock (which extends it) and the
+/// reconciler (which checks it before every write).
+#[derive(Clone, Debug)]
+pub struct Leadership(Option<Arc<Deadline>>);
+
+#[derive(Debug)]
+struct Deadline {
+    origin: Instant,
+    /// Nanoseconds after `origin` until which the Lease is ours.
+    until: AtomicU64,
+}
+
+impl Leadership {
+    /// Without leader election: always leading.
+    pub fn unconditional() -> Leadership {
+        Leadership(None)
+    }
+
+    /// With leader election: not leading until the Lease is acquired.
+    pub(crate) fn elected() -> Leadership {
+        Leadership(Some(Arc::new(Deadline {
+            origin: Instant::now(),
+            until: AtomicU64::new(0),
+        })))
+    }
+
+    pub fn is_valid(&self) -> bool {
+        self.0.as_ref().is_none_or(|deadline| {
+            let elapsed = Instant::now().saturating_duration_since(deadline.origin);
+            let until = deadline.until.load(Ordering::Acquire);
+            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX) < until
+        })
+    }
+
+    /// Valid until `until`.
+    fn extend(&self, until: Instant) {
+        if let Some(deadline) = &self.0 {
+            let nanos = until.saturating_duration_since(deadline.origin).as_nanos();
+            let nanos = u64::try_from(nanos).unwrap_or(u64::MAX);
+            deadline.until.store(nanos, Ordering::Release);
+        }
+    }
+
+    fn revoke(&self) {
+        if let Some(deadline) = &self.0 {
+            deadline.until.store(0, Ordering::Release);
+        }
+    }
 }
 
 impl LeaseLock {
@@ -91,62 +209,88 @@ impl LeaseLock {
             name: name.to_owned(),
             identity: identity.to_owned(),
             duration,
-            clock: Timestamp::now,
+            observed: Mutex::new(None),
+            leadership: Leadership::elected(),
         }
     }
 
-    /// The same lock reading the time from `clock`.
-    pub fn with_clock(self, clock: Clock) -> Self {
-        LeaseLock { clock, ..self }
+    /// Whether this replica may write; hand it to the reconciler.
+    pub fn leadership(&self) -> Leadership {
+        self.leadership.clone()
     }
 
-    pub fn renew_interval(&self) -> Duration {
-        self.duration / 3
+    /// How often the Lease is retried and renewed.
+    pub fn retry_period(&self) -> Duration {
+        self.duration / 6
+    }
+
+    /// How long the holder may go without a successful renewal before it gives up:
+    /// shorter than the lease, so it stops before anyone else may take over.
+    pub fn renew_deadline(&self) -> Duration {
+        self.duration * 2 / 3
     }
 
     /// Waits until this replica holds the Lease.
     pub async fn acquire(&self) {
         let mut announced = false;
         loop {
-            match self.try_acquire_or_renew().await {
-                Ok(true) => {
+            let started = Instant::now();
+            let attempt = tokio::time::timeout(self.renew_deadline(), self.try_acquire_or_renew());
+            match attempt.await {
+                Ok(Ok(true)) => {
+                    self.leadership.extend(started + self.renew_deadline());
                     tracing::info!(lease = %self.name, identity = %self.identity, "became leader");
                     return;
                 }
-                Ok(false) if !announced => {
+                Ok(Ok(false)) if !announced => {
                     tracing::info!(lease = %self.name, "another replica leads; standing by");
                     announced = true;
                 }
-                Ok(false) => {}
-                Err(error) => {
+                Ok(Ok(false)) => {}
+                Ok(Err(error)) => {
                     tracing::warn!(%error, "leader election: cannot read or write the Lease")
                 }
+                Err(_) => tracing::warn!("leader election: the Lease call timed out"),
             }
-            tokio::time::sleep(self.renew_interval()).await;
+            tokio::time::sleep(self.retry_period()).await;
         }
     }
 
     /// Renews the Lease until it is lost (another holder, or no successful renewal
-    /// within the lease duration), then returns.
+    /// within the renew deadline, however long a call hangs), then returns with
+    /// [`Leadership`] revoked.
     pub async fn hold(&self) {
-        let mut last_renewal = tokio::time::Instant::now();
         loop {
-            tokio::time::sleep(self.renew_interval()).await;
-            match self.try_acquire_or_renew().await {
-                Ok(true) => last_renewal = tokio::time::Instant::now(),
-                Ok(false) => {
+            tokio::time::sleep(self.retry_period()).await;
+            // Measured from the send: the Lease may have been written any time after.
+            let started = Instant::now();
+            let Some(deadline) = self.deadline() else {
+                break;
+            };
+            match tokio::time::timeout_at(deadline, self.try_acquire_or_renew()).await {
+                Ok(Ok(true)) => self.leadership.extend(started + self.renew_deadline()),
+                Ok(Ok(false)) => {
+                    self.leadership.revoke();
                     tracing::error!(lease = %self.name, "lost the Lease to another replica");
                     return;
                 }
-                Err(error) => {
-                    tracing::warn!(%error, "could not renew the Lease");
-                    if last_renewal.elapsed() >= self.duration {
-                        tracing::error!(lease = %self.name, "Lease expired without renewal");
-                        return;
-                    }
-                }
+                Ok(Err(error)) => tracing::warn!(%error, "could not renew the Lease"),
+                Err(_) => tracing::warn!("renewing the Lease timed out"),
+            }
+            if !self.leadership.is_valid() {
+                break;
             }
         }
+        self.leadership.revoke();
+        tracing::error!(lease = %self.name, "Lease not renewed within the renew deadline: leadership lost");
+    }
+
+    /// When the current leadership ends, if it has not yet.
+    fn deadline(&self) -> Option<Instant> {
+        let deadline = self.leadership.0.as_ref()?;
+        let until = Duration::from_nanos(deadline.until.load(Ordering::Acquire));
+        let at = deadline.origin + until;
+        (at > Instant::now()).then_some(at)
     }
 
     /// Gives the Lease up so a standby takes over at once (on graceful shutdown).
@@ -170,14 +314,23 @@ impl LeaseLock {
     /// One round: create the Lease, renew it, or take it over once expired.
     async fn try_acquire_or_renew(&self) -> Result<bool, kube::Error> {
         let lease = self.api.get_opt(&self.name).await?;
-        let current = lease
-            .as_ref()
-            .map(|lease| lease.spec.clone().unwrap_or_default());
+        let now = Instant::now();
+        let observed = lease.as_ref().map(|lease| {
+            let record = lease.spec.clone().unwrap_or_default();
+            let mut last = self
+                .observed
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let observed = Observed::update(last.take(), &record, now);
+            *last = Some(observed.clone());
+            observed
+        });
         match decide(
-            current.as_ref(),
+            observed.as_ref(),
             &self.identity,
             self.duration,
-            (self.clock)(),
+            now,
+            Timestamp::now(),
         ) {
             Round::StandBy => Ok(false),
             Round::Create(spec) => {
@@ -220,8 +373,14 @@ mod tests {
 
     const DURATION: Duration = Duration::from_secs(15);
 
-    fn at(second: i64) -> Timestamp {
+    fn wall(second: i64) -> Timestamp {
         Timestamp::from_second(1_700_000_000 + second).unwrap()
+    }
+
+    /// A made-up monotonic clock: `second`s after a fixed origin.
+    fn clock() -> impl Fn(u64) -> Instant {
+        let origin = Instant::now();
+        move |second| origin + Duration::from_secs(second)
     }
 
     fn taken(round: Round) -> LeaseSpec {
@@ -231,59 +390,191 @@ mod tests {
         }
     }
 
+    fn seen(record: &LeaseSpec, at: Instant) -> Observed {
+        Observed {
+            record: record.clone(),
+            at,
+        }
+    }
+
     #[test]
     fn the_first_candidate_creates_the_lease() {
-        let Round::Create(spec) = decide(None, "a", DURATION, at(0)) else {
+        let t = clock();
+        let Round::Create(spec) = decide(None, "a", DURATION, t(0), wall(0)) else {
             panic!("no Lease: create it");
         };
         assert_eq!(spec.holder_identity.as_deref(), Some("a"));
         assert_eq!(spec.lease_duration_seconds, Some(15));
-        assert_eq!(spec.renew_time, Some(MicroTime(at(0))));
+        assert_eq!(spec.renew_time, Some(MicroTime(wall(0))));
         assert_eq!(spec.lease_transitions, Some(0));
     }
 
     #[test]
     fn the_holder_renews_without_a_transition() {
-        let held = taken(decide(None, "a", DURATION, at(0)));
-        let renewed = taken(decide(Some(&held), "a", DURATION, at(5)));
-        assert_eq!(renewed.renew_time, Some(MicroTime(at(5))));
-        assert_eq!(renewed.acquire_time, Some(MicroTime(at(0))));
+        let t = clock();
+        let held = taken(decide(None, "a", DURATION, t(0), wall(0)));
+        let renewed = taken(decide(
+            Some(&seen(&held, t(0))),
+            "a",
+            DURATION,
+            t(5),
+            wall(5),
+        ));
+        assert_eq!(renewed.renew_time, Some(MicroTime(wall(5))));
+        assert_eq!(renewed.acquire_time, Some(MicroTime(wall(0))));
         assert_eq!(renewed.lease_transitions, Some(0));
     }
 
     #[test]
-    fn another_replica_stands_by_until_the_lease_expires() {
-        let held = taken(decide(None, "a", DURATION, at(0)));
-        assert_eq!(decide(Some(&held), "b", DURATION, at(10)), Round::StandBy);
+    fn a_standby_waits_a_full_lease_from_its_own_last_sight_of_a_change() {
+        let t = clock();
+        let held = taken(decide(None, "a", DURATION, t(0), wall(0)));
+        // b first sees the record at its t(10): the lease runs from there.
+        let first_sight = Observed::update(None, &held, t(10));
         assert_eq!(
-            decide(Some(&held), "b", DURATION, at(15)),
-            Round::StandBy,
-            "exactly at renewTime + duration it is still held"
+            decide(Some(&first_sight), "b", DURATION, t(20), wall(20)),
+            Round::StandBy
         );
-        let taken_over = taken(decide(Some(&held), "b", DURATION, at(16)));
+        let unchanged = Observed::update(Some(first_sight), &held, t(25));
+        assert_eq!(unchanged.at, t(10), "an unchanged record keeps its time");
+        assert_eq!(
+            decide(Some(&unchanged), "b", DURATION, t(25), wall(25)),
+            Round::StandBy,
+            "exactly a lease after it is still held"
+        );
+        // a renews (the record changes): b's wait starts again.
+        let renewed = taken(decide(
+            Some(&seen(&held, t(0))),
+            "a",
+            DURATION,
+            t(24),
+            wall(24),
+        ));
+        let changed = Observed::update(Some(unchanged), &renewed, t(26));
+        assert_eq!(changed.at, t(26));
+        assert_eq!(
+            decide(Some(&changed), "b", DURATION, t(40), wall(40)),
+            Round::StandBy
+        );
+        let taken_over = taken(decide(Some(&changed), "b", DURATION, t(42), wall(42)));
         assert_eq!(taken_over.holder_identity.as_deref(), Some("b"));
-        assert_eq!(taken_over.acquire_time, Some(MicroTime(at(16))));
+        assert_eq!(taken_over.acquire_time, Some(MicroTime(wall(42))));
         assert_eq!(taken_over.lease_transitions, Some(1));
+    }
+
+    /// The holder's clock is an hour behind (its renewTime looks long expired to
+    /// the standby's wall clock): the standby still waits, as it saw it change.
+    #[test]
+    fn clock_skew_does_not_steal_a_healthy_lease() {
+        let t = clock();
+        let skewed = taken(decide(None, "a", DURATION, t(0), wall(-3600)));
+        let observed = Observed::update(None, &skewed, t(1));
+        assert_eq!(
+            decide(Some(&observed), "b", DURATION, t(2), wall(2)),
+            Round::StandBy
+        );
     }
 
     #[test]
     fn a_released_lease_is_taken_at_once() {
-        let mut released = taken(decide(None, "a", DURATION, at(0)));
+        let t = clock();
+        let mut released = taken(decide(None, "a", DURATION, t(0), wall(0)));
         released.holder_identity = None;
         released.renew_time = None;
-        let next = taken(decide(Some(&released), "b", DURATION, at(1)));
+        let next = taken(decide(
+            Some(&seen(&released, t(1))),
+            "b",
+            DURATION,
+            t(1),
+            wall(1),
+        ));
         assert_eq!(next.holder_identity.as_deref(), Some("b"));
         assert_eq!(next.lease_transitions, Some(1));
     }
 
     #[test]
     fn the_holder_s_duration_counts_not_the_candidate_s() {
-        let long = taken(decide(None, "a", Duration::from_secs(60), at(0)));
+        let t = clock();
+        let long = taken(decide(None, "a", Duration::from_secs(60), t(0), wall(0)));
         assert_eq!(
-            decide(Some(&long), "b", DURATION, at(30)),
+            decide(Some(&seen(&long, t(0))), "b", DURATION, t(30), wall(30)),
             Round::StandBy,
             "the Lease says 60 s; a candidate with 15 s must still wait"
         );
+    }
+
+    /// Whatever someone wrote into the Lease, a round decides without panicking:
+    /// absurd durations are clamped, counters saturate.
+    #[test]
+    fn hostile_lease_contents_do_not_panic() {
+        let t = clock();
+        for seconds in [None, Some(i32::MIN), Some(-1), Some(0), Some(i32::MAX)] {
+            let hostile = LeaseSpec {
+                holder_identity: Some("x".repeat(10_000)),
+                lease_duration_seconds: seconds,
+                lease_transitions: Some(i32::MAX),
+                renew_time: Some(MicroTime(Timestamp::MAX)),
+                acquire_time: Some(MicroTime(Timestamp::MIN)),
+                ..LeaseSpec::default()
+            };
+            let observed = seen(&hostile, t(0));
+            let later = t(MAX_LEASE.as_secs() + 1);
+            let spec = taken(decide(Some(&observed), "b", DURATION, later, wall(0)));
+            assert_eq!(spec.lease_transitions, Some(i32::MAX), "{seconds:?}");
+        }
+        let negative = LeaseSpec {
+            holder_identity: Some("x".into()),
+            lease_duration_seconds: Some(-5),
+            ..LeaseSpec::default()
+        };
+        assert!(matches!(
+            decide(Some(&seen(&negative, t(0))), "b", DURATION, t(2), wall(0)),
+            Round::Take(_)
+        ));
+    }
+
+    #[test]
+    fn identities_without_pod_name_are_unique() {
+        let (a, b) = (default_identity(), default_identity());
+        assert_ne!(a, b);
+        assert!(!a.is_empty() && a.contains('_'), "{a}");
+    }
+
+    /// A renew that hangs is cut at the renew deadline: the holder stops leading
+    /// (and its writes stop) before a standby may take the Lease over.
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_renewal_loses_leadership_within_the_renew_deadline() {
+        let (service, _handle) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
+        // Nothing ever answers: every call hangs.
+        let lock = LeaseLock::new(
+            Client::new(service, "default"),
+            "ns",
+            "lease",
+            "a",
+            DURATION,
+        );
+        let leadership = lock.leadership();
+        assert!(!leadership.is_valid(), "not leading before acquiring");
+        lock.leadership
+            .extend(Instant::now() + lock.renew_deadline());
+        assert!(leadership.is_valid());
+        let started = Instant::now();
+        lock.hold().await;
+        assert!(!leadership.is_valid());
+        let held = started.elapsed();
+        assert!(
+            held <= lock.renew_deadline() + Duration::from_millis(1),
+            "gave up after {held:?}, later than the renew deadline"
+        );
+        assert!(
+            held < DURATION,
+            "the renew deadline is shorter than the lease"
+        );
+        assert!(lock.retry_period() < lock.renew_deadline());
+        assert!(Leadership::unconditional().is_valid());
     }
 
     #[test]

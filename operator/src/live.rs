@@ -8,10 +8,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
+use kube::api::DynamicObject;
 use kube::runtime::reflector::{self, Store, store::Writer};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -23,6 +25,8 @@ pub enum ChildKind {
     Deployment,
     Service,
     Ingress,
+    HorizontalPodAutoscaler,
+    PodDisruptionBudget,
 }
 
 impl ChildKind {
@@ -31,6 +35,8 @@ impl ChildKind {
             ChildKind::Deployment => "Deployment",
             ChildKind::Service => "Service",
             ChildKind::Ingress => "Ingress",
+            ChildKind::HorizontalPodAutoscaler => "HorizontalPodAutoscaler",
+            ChildKind::PodDisruptionBudget => "PodDisruptionBudget",
         }
     }
 }
@@ -42,9 +48,7 @@ impl std::fmt::Display for ChildKind {
 }
 
 /// An object type the operator creates for a `CommerceWebhook`.
-pub trait Child:
-    Resource<DynamicType = ()> + Clone + std::fmt::Debug + Serialize + DeserializeOwned
-{
+pub trait Child: Resource + Clone + std::fmt::Debug + Serialize + DeserializeOwned {
     const KIND: ChildKind;
 }
 
@@ -58,6 +62,16 @@ impl Child for Service {
 
 impl Child for Ingress {
     const KIND: ChildKind = ChildKind::Ingress;
+}
+
+impl Child for HorizontalPodAutoscaler {
+    const KIND: ChildKind = ChildKind::HorizontalPodAutoscaler;
+}
+
+/// The one child written untyped: its API version is the cluster's
+/// (`children::PdbApi`), so it is a `DynamicObject` of that version.
+impl Child for DynamicObject {
+    const KIND: ChildKind = ChildKind::PodDisruptionBudget;
 }
 
 /// One child object.
@@ -152,6 +166,13 @@ impl Applied {
 
     pub fn record(&self, key: ChildKey, desired: [u8; 32], version: Version) {
         self.entries().insert(key, (desired, version));
+    }
+
+    /// The child changed by our own hand after the apply: `version` is still ours.
+    pub fn update_version(&self, key: &ChildKey, version: Version) {
+        if let Some((_, recorded)) = self.entries().get_mut(key) {
+            *recorded = version;
+        }
     }
 
     pub fn forget(&self, key: &ChildKey) {

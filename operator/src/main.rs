@@ -13,9 +13,9 @@ use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
 use commerce_webhook::ops::shutdown_signal;
-use commerce_webhook_operator::children::Defaults;
+use commerce_webhook_operator::children::{Defaults, PdbApi};
 use commerce_webhook_operator::controller::{self, Scope};
-use commerce_webhook_operator::leader::LeaseLock;
+use commerce_webhook_operator::leader::{self, LeaseLock};
 use commerce_webhook_operator::metrics::{self, Metrics};
 use commerce_webhook_operator::reconciler::Context;
 use commerce_webhook_operator::resource::{self, CommerceWebhook};
@@ -107,6 +107,8 @@ enum MainError {
     CommerceConfig(#[from] commerce_config::CommerceConfigError),
     #[error("rendering YAML: {0}")]
     Yaml(#[from] serde_yaml::Error),
+    #[error("discovering the PodDisruptionBudget API: {0}")]
+    Discovery(#[source] kube::Error),
     #[error("lost leadership")]
     LostLease,
 }
@@ -202,7 +204,7 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
     let identity = args
         .identity
         .clone()
-        .unwrap_or_else(|| format!("commerce-webhook-operator-{}", std::process::id()));
+        .unwrap_or_else(leader::default_identity);
     let lease = args.leader_elect.then(|| {
         LeaseLock::new(
             client.clone(),
@@ -227,11 +229,18 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
             instance: Some(identity.clone()),
         },
     );
+    let pdb = PdbApi::discover(&client)
+        .await
+        .map_err(MainError::Discovery)?;
     let defaults = Defaults {
         image: args.webhook_image.clone(),
+        pdb,
     };
     let (context, writers) = Context::new(client, defaults, recorder, metrics.clone());
-    let context = Arc::new(context);
+    let context = Arc::new(match &lease {
+        Some(lease) => context.with_leadership(lease.leadership()),
+        None => context,
+    });
     let scope = match &args.watch_namespace {
         Some(namespace) => Scope::Namespace(namespace.clone()),
         None => Scope::Cluster,

@@ -3,27 +3,34 @@
 //! Every reconcile is idempotent: children are server-side applied with one forced
 //! field manager (a hand edit of a field we own is reverted; a no-op apply writes
 //! nothing), and the status is only written when it differs.
+//!
+//! Only objects carrying this resource's controller reference (its uid) are ever
+//! written or deleted: a Deployment, Service, ... that merely has the same name is
+//! someone else's, and the resource reports `ChildConflict` instead.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{DeleteParams, Patch, PatchParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use thiserror::Error;
 
 use crate::children::{self, Defaults};
+use crate::leader::Leadership;
 use crate::live::{self, Applied, Child, ChildKey, ChildKind, ChildWriters, LiveChildren, Version};
 use crate::metrics::Metrics;
 use crate::references::{self, ReferenceError};
-use crate::resource::{CommerceWebhook, CommerceWebhookStatus};
+use crate::resource::{CommerceWebhook, CommerceWebhookStatus, Workload};
 use crate::status::{self, Observation, Reason};
 use crate::validation::InvalidSpec;
 
@@ -31,7 +38,8 @@ pub const FIELD_MANAGER: &str = "commerce-webhook-operator";
 /// A healthy resource is looked at again this often even without events.
 const RESYNC: Duration = Duration::from_secs(300);
 /// A resource waiting for a Secret/ConfigMap is retried this often (creating the
-/// object also triggers a reconcile through the watch).
+/// object also triggers a reconcile through the watch), and so is one whose child
+/// name is taken by someone else's object (which no watch of ours sees go).
 const MISSING_REFERENCE_RETRY: Duration = Duration::from_secs(60);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
@@ -39,8 +47,19 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 pub enum Error {
     #[error("CommerceWebhook has no namespace")]
     NoNamespace,
+    #[error("not the leader (the Lease was not renewed in time): nothing is written")]
+    NotLeading,
     #[error("applying {kind} {name}: {source}")]
     Apply {
+        kind: ChildKind,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{kind} {name} exists and is not owned by this CommerceWebhook")]
+    Conflict { kind: ChildKind, name: String },
+    #[error("reading {kind} {name}: {source}")]
+    Read {
         kind: ChildKind,
         name: String,
         #[source]
@@ -64,6 +83,9 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Error::NoNamespace => "no_namespace",
+            Error::NotLeading => "not_leading",
+            Error::Conflict { .. } => "conflict",
+            Error::Read { .. } => "read",
             Error::Apply { .. } => "apply",
             Error::Delete { .. } => "delete",
             Error::Reference(_) => "reference",
@@ -78,6 +100,8 @@ pub struct Context {
     pub defaults: Defaults,
     pub recorder: Recorder,
     pub metrics: Metrics,
+    /// Checked before every write: a replica whose Lease lapsed writes nothing.
+    leadership: Leadership,
     live: LiveChildren,
     applied: Applied,
     /// Consecutive failures by resource, for exponential back-off.
@@ -98,11 +122,25 @@ impl Context {
             defaults,
             recorder,
             metrics,
+            leadership: Leadership::unconditional(),
             live,
             applied: Applied::default(),
             failures: Mutex::default(),
         };
         (context, writers)
+    }
+
+    /// The same context, writing only while `leadership` is valid.
+    pub fn with_leadership(self, leadership: Leadership) -> Self {
+        Context { leadership, ..self }
+    }
+
+    fn ensure_leading(&self) -> Result<(), Error> {
+        if self.leadership.is_valid() {
+            Ok(())
+        } else {
+            Err(Error::NotLeading)
+        }
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<CommerceWebhook>, u32>> {
@@ -123,7 +161,10 @@ enum Change {
 
 pub async fn reconcile(cwh: Arc<CommerceWebhook>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let result = reconcile_resource(&cwh, &ctx).await;
+    let result = match ctx.ensure_leading() {
+        Ok(()) => reconcile_resource(&cwh, &ctx).await,
+        Err(error) => Err(error),
+    };
     ctx.metrics
         .observe_reconcile(started.elapsed(), result.as_ref().err().map(Error::kind));
     if result.is_ok() {
@@ -156,7 +197,7 @@ async fn reconcile_resource(cwh: &CommerceWebhook, ctx: &Context) -> Result<Acti
     };
 
     if !cwh.spec.enabled {
-        let removed = !disabled_already(cwh) && remove_children(ctx, &namespace, &name).await?;
+        let removed = !disabled_already(cwh) && remove_children(ctx, cwh, &namespace).await?;
         if removed {
             publish(
                 ctx,
@@ -176,6 +217,25 @@ async fn reconcile_resource(cwh: &CommerceWebhook, ctx: &Context) -> Result<Acti
         return invalid_spec(ctx, cwh, observe, error).await;
     }
 
+    let live = LiveSet::look(ctx, cwh, &namespace).await?;
+    let desired = Desired {
+        ingress: children::ingress(cwh),
+        autoscaler: children::autoscaler(cwh),
+        budget: children::disruption_budget(cwh, &ctx.defaults.pdb),
+    };
+    let conflicts = live.conflicts(&desired);
+    if !conflicts.is_empty() {
+        let message = format!(
+            "{} already exist and are not owned by this CommerceWebhook; \
+             rename the CommerceWebhook or remove them",
+            conflicts.join(", ")
+        );
+        if update_status(ctx, cwh, observe(Reason::ChildConflict, message.clone())).await? {
+            publish(ctx, cwh, EventType::Warning, "ChildConflict", &message).await;
+        }
+        return Ok(Action::requeue(MISSING_REFERENCE_RETRY));
+    }
+
     let refs = references::references(cwh);
     let config_hash = match references::config_hash(&ctx.client, &namespace, &refs).await {
         Ok(hash) => hash,
@@ -190,7 +250,7 @@ async fn reconcile_resource(cwh: &CommerceWebhook, ctx: &Context) -> Result<Acti
     };
 
     let deployment = children::deployment(cwh, &ctx.defaults, &config_hash);
-    let applied = apply_children(ctx, &namespace, &name, cwh, &deployment).await;
+    let applied = apply_children(ctx, &namespace, &name, cwh, live, desired, &deployment).await;
     let (deployment, change) = match applied {
         Ok(applied) => applied,
         Err(error) => {
@@ -201,8 +261,12 @@ async fn reconcile_resource(cwh: &CommerceWebhook, ctx: &Context) -> Result<Acti
             return Err(error);
         }
     };
-    let (reason, ready_replicas, message) =
-        status::deployment_readiness(&deployment, cwh.spec.workload.replicas);
+    let wanted = deployment
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.replicas)
+        .unwrap_or(1);
+    let (reason, ready_replicas, message) = status::deployment_readiness(&deployment, wanted);
     let observation = Observation {
         ready_replicas,
         url: Some(cwh.cluster_url()),
@@ -242,72 +306,309 @@ async fn invalid_spec(
     Ok(Action::await_change())
 }
 
-/// Applies Deployment, Service and (if wanted) Ingress concurrently, and removes an
-/// Ingress this resource no longer wants. Returns the applied Deployment and what
-/// changed, judged from the apply responses alone (no extra reads).
+/// What the cluster holds under a child's name.
+enum Live<K> {
+    Absent,
+    /// Carries this resource's controller reference: ours to write and delete.
+    Ours(K),
+    /// Someone else's: never written, never deleted.
+    Foreign,
+}
+
+impl<K> Live<K> {
+    fn is_foreign(&self) -> bool {
+        matches!(self, Live::Foreign)
+    }
+}
+
+/// True if `meta` names `cwh` (this very object, by uid) as its controller.
+fn owned_by(meta: &ObjectMeta, cwh: &CommerceWebhook) -> bool {
+    let Some(uid) = cwh.metadata.uid.as_deref() else {
+        return false;
+    };
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|owner| owner.controller == Some(true) && owner.uid == uid)
+}
+
+/// The child named `name` of kind `K`: from the watch cache when it is there,
+/// else as the API server has it (an object without our label is in no cache).
+async fn look<K: Child>(
+    api: &Api<K>,
+    name: &str,
+    cached: Option<Arc<K>>,
+    cwh: &CommerceWebhook,
+) -> Result<Live<K>, Error> {
+    let object = match cached {
+        Some(cached) => Some((*cached).clone()),
+        None => api.get_opt(name).await.map_err(|source| Error::Read {
+            kind: K::KIND,
+            name: name.to_owned(),
+            source,
+        })?,
+    };
+    Ok(match object {
+        None => Live::Absent,
+        Some(object) if owned_by(object.meta(), cwh) => Live::Ours(object),
+        Some(_) => Live::Foreign,
+    })
+}
+
+/// The children a resource can have, as they are now.
+struct LiveSet {
+    name: String,
+    deployments: Api<Deployment>,
+    services: Api<Service>,
+    ingresses: Api<Ingress>,
+    autoscalers: Api<HorizontalPodAutoscaler>,
+    budgets: Api<DynamicObject>,
+    deployment: Live<Deployment>,
+    service: Live<Service>,
+    ingress: Live<Ingress>,
+    autoscaler: Live<HorizontalPodAutoscaler>,
+    budget: Live<DynamicObject>,
+}
+
+/// The optional children a valid resource wants (it always wants a Deployment
+/// and a Service).
+struct Desired {
+    ingress: Option<Ingress>,
+    autoscaler: Option<HorizontalPodAutoscaler>,
+    budget: Option<DynamicObject>,
+}
+
+impl LiveSet {
+    /// Reads every child concurrently.
+    async fn look(ctx: &Context, cwh: &CommerceWebhook, namespace: &str) -> Result<Self, Error> {
+        let client = &ctx.client;
+        let name = cwh.name_any();
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+        let services: Api<Service> = Api::namespaced(client.clone(), namespace);
+        let ingresses: Api<Ingress> = Api::namespaced(client.clone(), namespace);
+        let autoscalers: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), namespace);
+        let budgets: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), namespace, &ctx.defaults.pdb.0);
+        let (deployment, service, ingress, autoscaler, budget) = tokio::try_join!(
+            look(
+                &deployments,
+                &name,
+                ctx.live
+                    .deployments
+                    .get(&ObjectRef::new(&name).within(namespace)),
+                cwh
+            ),
+            look(
+                &services,
+                &name,
+                ctx.live
+                    .services
+                    .get(&ObjectRef::new(&name).within(namespace)),
+                cwh
+            ),
+            look(&ingresses, &name, None, cwh),
+            look(&autoscalers, &name, None, cwh),
+            look(&budgets, &name, None, cwh),
+        )?;
+        Ok(LiveSet {
+            name,
+            deployments,
+            services,
+            ingresses,
+            autoscalers,
+            budgets,
+            deployment,
+            service,
+            ingress,
+            autoscaler,
+            budget,
+        })
+    }
+
+    /// The wanted children whose name someone else's object already has.
+    fn conflicts(&self, desired: &Desired) -> Vec<String> {
+        let wanted = [
+            (ChildKind::Deployment, self.deployment.is_foreign()),
+            (ChildKind::Service, self.service.is_foreign()),
+            (
+                ChildKind::Ingress,
+                desired.ingress.is_some() && self.ingress.is_foreign(),
+            ),
+            (
+                ChildKind::HorizontalPodAutoscaler,
+                desired.autoscaler.is_some() && self.autoscaler.is_foreign(),
+            ),
+            (
+                ChildKind::PodDisruptionBudget,
+                desired.budget.is_some() && self.budget.is_foreign(),
+            ),
+        ];
+        wanted
+            .into_iter()
+            .filter(|(_, conflict)| *conflict)
+            .map(|(kind, _)| format!("{kind} {}", self.name))
+            .collect()
+    }
+}
+
+/// Applies every wanted child concurrently and deletes the ones this resource owns
+/// but no longer wants. Returns the applied Deployment and what changed, judged
+/// from the apply responses alone (no extra reads).
 async fn apply_children(
     ctx: &Context,
     namespace: &str,
     name: &str,
     cwh: &CommerceWebhook,
+    live: LiveSet,
+    desired: Desired,
     deployment: &Deployment,
 ) -> Result<(Deployment, Change), Error> {
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
-    let services: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
-    let ingresses: Api<Ingress> = Api::namespaced(ctx.client.clone(), namespace);
     let service = children::service(cwh);
-    let ingress = async {
-        match children::ingress(cwh) {
-            Some(ingress) => apply(&ingresses, name, &ingress).await.map(drop),
-            // Only an Ingress this resource had (its status shows the external URL).
-            None if had_ingress(cwh) => delete(&ingresses, name).await.map(drop),
-            None => Ok(()),
-        }
-    };
-    let ((deployment, applied), _, ()) = tokio::try_join!(
-        apply_if_changed(ctx, &ctx.live.deployments, &deployments, name, deployment),
-        apply_if_changed(ctx, &ctx.live.services, &services, name, &service),
-        ingress
+    let created = matches!(live.deployment, Live::Absent);
+    let ((deployment, applied), _, _, _, _) = tokio::try_join!(
+        apply_if_changed(
+            ctx,
+            &live.deployments,
+            namespace,
+            name,
+            live.deployment,
+            deployment
+        ),
+        apply_if_changed(ctx, &live.services, namespace, name, live.service, &service),
+        converge(
+            ctx,
+            &live.ingresses,
+            namespace,
+            name,
+            live.ingress,
+            desired.ingress.as_ref()
+        ),
+        converge(
+            ctx,
+            &live.autoscalers,
+            namespace,
+            name,
+            live.autoscaler,
+            desired.autoscaler.as_ref()
+        ),
+        converge(
+            ctx,
+            &live.budgets,
+            namespace,
+            name,
+            live.budget,
+            desired.budget.as_ref()
+        ),
     )?;
     let change = if applied {
         workload_change(&deployment, cwh)
     } else {
         Change::Unchanged
     };
+    let deployment = if created {
+        seed_replicas(ctx, &live.deployments, namespace, name, cwh, deployment).await?
+    } else {
+        deployment
+    };
     Ok((deployment, change))
 }
 
-/// Applies `desired` unless it is what was last applied and the cached live child
-/// is still the version that apply produced. Returns the child and whether it applied.
-async fn apply_if_changed<K>(
+/// A new Deployment whose replicas nobody set starts with the default for its hook
+/// (two pods for a required one). Written as a plain patch, not in the apply: the
+/// operator never owns a `replicas` the spec does not set, so a later
+/// `kubectl scale` or HPA keeps the count.
+async fn seed_replicas(
     ctx: &Context,
-    cache: &Store<K>,
-    api: &Api<K>,
+    api: &Api<Deployment>,
+    namespace: &str,
     name: &str,
-    desired: &K,
-) -> Result<(K, bool), Error>
-where
-    K: Child,
-{
-    let namespace = desired.meta().namespace.clone().unwrap_or_default();
-    let key = ChildKey::new(K::KIND, &namespace, name);
-    let wanted = live::digest(desired);
-    if let Some(live) = cache.get(&ObjectRef::new(name).within(&namespace))
-        && ctx
-            .applied
-            .is_current(&key, &wanted, &Version::of(live.meta()))
-    {
-        return Ok(((*live).clone(), false));
+    cwh: &CommerceWebhook,
+    deployment: Deployment,
+) -> Result<Deployment, Error> {
+    let workload = &cwh.spec.workload;
+    let initial = Workload::default_replicas(cwh.spec.commerce.required);
+    let current = deployment.spec.as_ref().and_then(|spec| spec.replicas);
+    if workload.replicas.is_some() || workload.autoscaling.is_some() || current == Some(initial) {
+        return Ok(deployment);
     }
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    let patch = json!({"spec": {"replicas": initial}});
+    ctx.ensure_leading()?;
+    let seeded = api
+        .patch(name, &params, &Patch::Merge(patch))
+        .await
+        .map_err(|source| Error::Apply {
+            kind: ChildKind::Deployment,
+            name: name.to_owned(),
+            source,
+        })?;
+    let key = ChildKey::new(ChildKind::Deployment, namespace, name);
+    ctx.applied.update_version(&key, Version::of(seeded.meta()));
+    Ok(seeded)
+}
+
+/// Brings an optional child to `desired`: applied when wanted, deleted when this
+/// resource owns it but no longer wants it, someone else's left alone. True if
+/// anything was written.
+async fn converge<K: Child>(
+    ctx: &Context,
+    api: &Api<K>,
+    namespace: &str,
+    name: &str,
+    live: Live<K>,
+    desired: Option<&K>,
+) -> Result<bool, Error> {
+    match (live, desired) {
+        (live, Some(desired)) => {
+            let (_, applied) = apply_if_changed(ctx, api, namespace, name, live, desired).await?;
+            Ok(applied)
+        }
+        (Live::Ours(live), None) => {
+            ctx.ensure_leading()?;
+            let deleted = delete(api, name, &live).await?;
+            ctx.applied.forget(&ChildKey::new(K::KIND, namespace, name));
+            Ok(deleted)
+        }
+        (Live::Foreign | Live::Absent, None) => Ok(false),
+    }
+}
+
+/// Applies `desired` unless it is what was last applied and the live child is
+/// still the version that apply produced. Returns the child and whether it applied.
+/// Never applies over someone else's object: a forced apply would take its fields.
+async fn apply_if_changed<K: Child>(
+    ctx: &Context,
+    api: &Api<K>,
+    namespace: &str,
+    name: &str,
+    live: Live<K>,
+    desired: &K,
+) -> Result<(K, bool), Error> {
+    let key = ChildKey::new(K::KIND, namespace, name);
+    let wanted = live::digest(desired);
+    match live {
+        Live::Foreign => {
+            return Err(Error::Conflict {
+                kind: K::KIND,
+                name: name.to_owned(),
+            });
+        }
+        Live::Ours(live)
+            if ctx
+                .applied
+                .is_current(&key, &wanted, &Version::of(live.meta())) =>
+        {
+            return Ok((live, false));
+        }
+        Live::Ours(_) | Live::Absent => {}
+    }
+    ctx.ensure_leading()?;
     let result = apply(api, name, desired).await?;
     ctx.applied.record(key, wanted, Version::of(result.meta()));
     Ok((result, true))
-}
-
-fn had_ingress(cwh: &CommerceWebhook) -> bool {
-    cwh.status
-        .as_ref()
-        .is_some_and(|s| s.external_url.is_some())
 }
 
 /// A Deployment this apply created has generation 1 and has not been observed by
@@ -336,11 +637,19 @@ async fn apply<K: Child>(api: &Api<K>, name: &str, object: &K) -> Result<K, Erro
         })
 }
 
-/// Deletes the object if it exists; true if something was deleted.
-async fn delete<K: Child>(api: &Api<K>, name: &str) -> Result<bool, Error> {
-    match api.delete(name, &DeleteParams::background()).await {
+/// Deletes this very object (its uid is a precondition, so an object someone
+/// re-created under the name meanwhile survives); true if it was deleted.
+async fn delete<K: Child>(api: &Api<K>, name: &str, live: &K) -> Result<bool, Error> {
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: live.meta().uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    match api.delete(name, &params).await {
         Ok(_) => Ok(true),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(false),
         Err(source) => Err(Error::Delete {
             kind: K::KIND,
             name: name.to_owned(),
@@ -349,20 +658,37 @@ async fn delete<K: Child>(api: &Api<K>, name: &str) -> Result<bool, Error> {
     }
 }
 
-/// Deletes the children; true if any existed.
-async fn remove_children(ctx: &Context, namespace: &str, name: &str) -> Result<bool, Error> {
-    let ingresses: Api<Ingress> = Api::namespaced(ctx.client.clone(), namespace);
-    let services: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
-    let (ingress, service, deployment) = tokio::try_join!(
-        delete(&ingresses, name),
-        delete(&services, name),
-        delete(&deployments, name),
+/// Deletes the children this resource owns; true if any was deleted. Objects of
+/// the same names that are someone else's stay.
+async fn remove_children(
+    ctx: &Context,
+    cwh: &CommerceWebhook,
+    namespace: &str,
+) -> Result<bool, Error> {
+    let name = cwh.name_any();
+    let live = LiveSet::look(ctx, cwh, namespace).await?;
+    let (deployment, service, ingress, autoscaler, budget) = tokio::try_join!(
+        converge(
+            ctx,
+            &live.deployments,
+            namespace,
+            &name,
+            live.deployment,
+            None
+        ),
+        converge(ctx, &live.services, namespace, &name, live.service, None),
+        converge(ctx, &live.ingresses, namespace, &name, live.ingress, None),
+        converge(
+            ctx,
+            &live.autoscalers,
+            namespace,
+            &name,
+            live.autoscaler,
+            None
+        ),
+        converge(ctx, &live.budgets, namespace, &name, live.budget, None),
     )?;
-    for kind in [ChildKind::Deployment, ChildKind::Service] {
-        ctx.applied.forget(&ChildKey::new(kind, namespace, name));
-    }
-    Ok(ingress || service || deployment)
+    Ok(deployment || service || ingress || autoscaler || budget)
 }
 
 /// Already reported disabled for this generation: its children were removed then.
@@ -386,6 +712,7 @@ async fn update_status(
     if cwh.status.as_ref() == Some(&new) {
         return Ok(false);
     }
+    ctx.ensure_leading()?;
     let api: Api<CommerceWebhook> =
         Api::namespaced(ctx.client.clone(), &cwh.namespace().unwrap_or_default());
     // A merge patch keeps fields it does not mention: spell out the ones that
@@ -406,8 +733,12 @@ async fn update_status(
     Ok(true)
 }
 
-/// Events are best effort: failing to publish one must not fail the reconcile.
+/// Events are best effort: failing to publish one must not fail the reconcile
+/// (and one that is not the leader's anymore is dropped).
 async fn publish(ctx: &Context, cwh: &CommerceWebhook, type_: EventType, reason: &str, note: &str) {
+    if ctx.ensure_leading().is_err() {
+        return;
+    }
     let event = Event {
         type_,
         reason: reason.to_owned(),
@@ -427,39 +758,138 @@ mod tests {
     use kube::runtime::watcher;
 
     use super::*;
-    use crate::fixtures::{ApiServer, answered, failure, path, webhook};
+    use crate::fixtures::{ApiServer, failure, path, webhook};
 
     fn secret_path(name: &str) -> String {
         format!("{}/{name}", path::SECRETS)
     }
 
+    fn get(path: &str) -> String {
+        format!("GET {path}")
+    }
+
+    /// The reads every reconcile of a valid or disabled resource starts with:
+    /// whether each child exists and whose it is.
+    fn looks() -> Vec<String> {
+        [
+            path::DEPLOYMENT,
+            path::SERVICE,
+            path::INGRESS,
+            path::AUTOSCALER,
+            path::BUDGET,
+        ]
+        .into_iter()
+        .map(get)
+        .collect()
+    }
+
+    fn sorted(mut lines: Vec<String>) -> Vec<String> {
+        lines.sort();
+        lines
+    }
+
+    /// A child named `hook`, controlled by the resource with `uid` (none: nobody's).
+    fn child(kind: &str, api_version: &str, uid: Option<&str>) -> serde_json::Value {
+        let owners = uid.map(|uid| {
+            json!([{"apiVersion": "integration.commerce.dev/v1alpha1", "kind": "CommerceWebhook",
+                    "name": "hook", "uid": uid, "controller": true}])
+        });
+        let spec = match kind {
+            "Deployment" => json!({"selector": {"matchLabels": {"app": "theirs"}}, "template": {}}),
+            _ => json!({"selector": {"app": "theirs"}}),
+        };
+        json!({"apiVersion": api_version, "kind": kind, "metadata": {
+            "name": "hook", "namespace": "shop", "uid": format!("{kind}-uid"),
+            "resourceVersion": "5", "ownerReferences": owners,
+        }, "spec": spec})
+    }
+
     #[tokio::test]
     async fn a_disabled_webhook_loses_its_children_and_says_so() {
         let cwh = webhook("enabled: false");
-        let (ctx, _writers, server) = ApiServer::start(
-            &cwh,
-            Box::new(|call| {
-                // The Deployment and Service existed; the Ingress never did.
-                (call.method == Method::DELETE && !call.path.contains("ingresses")).then(|| {
-                    let success = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
-                                             "status": "Success", "code": 200});
-                    (StatusCode::OK, success)
-                })
-            }),
+        let (ctx, _writers, server) = ApiServer::start(&cwh, Box::new(|_| None));
+        // The Deployment and Service existed; the Ingress never did.
+        server.insert(
+            path::DEPLOYMENT,
+            child("Deployment", "apps/v1", Some("uid-1")),
         );
+        server.insert(path::SERVICE, child("Service", "v1", Some("uid-1")));
         let action = reconcile(Arc::new(cwh.clone()), ctx).await.unwrap();
         assert_eq!(action, Action::await_change());
-        let mut expected = vec![
+        let mut expected = looks();
+        expected.extend([
             format!("DELETE {}", path::DEPLOYMENT),
-            format!("DELETE {}", path::INGRESS),
             format!("DELETE {}", path::SERVICE),
             format!("PATCH {}", path::STATUS),
             format!("POST {}", path::EVENTS),
-        ];
-        expected.sort();
-        assert_eq!(server.lines(), expected);
+        ]);
+        assert_eq!(server.lines(), sorted(expected));
+        let delete = server
+            .calls()
+            .into_iter()
+            .find(|c| c.method == Method::DELETE)
+            .unwrap();
+        assert_eq!(
+            delete.body["preconditions"]["uid"],
+            json!(if delete.path == path::DEPLOYMENT {
+                "Deployment-uid"
+            } else {
+                "Service-uid"
+            }),
+            "only this very object is deleted"
+        );
         assert_eq!(server.last_status()["conditions"][0]["reason"], "Disabled");
         assert_eq!(server.event_reasons(), ["Disabled"]);
+    }
+
+    /// Objects that merely have the resource's name (no controller reference to
+    /// it, or one to another resource's uid) are never applied over nor deleted.
+    #[tokio::test]
+    async fn someone_else_s_objects_are_never_written_or_deleted() {
+        let cwh = webhook("{}");
+        let (ctx, _writers, server) = ApiServer::start(&cwh, Box::new(|_| None));
+        let theirs = child("Deployment", "apps/v1", None);
+        let other_owner = child("Service", "v1", Some("uid-of-an-older-hook"));
+        server.insert(path::DEPLOYMENT, theirs.clone());
+        server.insert(path::SERVICE, other_owner.clone());
+
+        let action = reconcile(Arc::new(cwh.clone()), ctx.clone()).await.unwrap();
+        assert_eq!(action, Action::requeue(MISSING_REFERENCE_RETRY));
+        let mut expected = looks();
+        expected.extend([
+            format!("PATCH {}", path::STATUS),
+            format!("POST {}", path::EVENTS),
+        ]);
+        assert_eq!(server.lines(), sorted(expected), "nothing is written");
+        let condition = &server.last_status()["conditions"][0];
+        assert_eq!(condition["status"], "False");
+        assert_eq!(condition["reason"], "ChildConflict");
+        assert_eq!(
+            condition["message"],
+            "Deployment hook, Service hook already exist and are not owned by this \
+             CommerceWebhook; rename the CommerceWebhook or remove them"
+        );
+        assert_eq!(server.event_reasons(), ["ChildConflict"]);
+
+        server.forget_calls();
+        let disabled = webhook("enabled: false");
+        reconcile(Arc::new(disabled), ctx).await.unwrap();
+        assert!(
+            server
+                .lines()
+                .iter()
+                .all(|line| !line.starts_with("DELETE")),
+            "{:?}",
+            server.lines()
+        );
+        assert_eq!(
+            server.object::<serde_json::Value>(path::DEPLOYMENT),
+            Some(theirs)
+        );
+        assert_eq!(
+            server.object::<serde_json::Value>(path::SERVICE),
+            Some(other_owner)
+        );
     }
 
     #[tokio::test]
@@ -468,13 +898,15 @@ mod tests {
         let (ctx, _writers, server) = ApiServer::start(&cwh, Box::new(|_| None));
         let action = reconcile(Arc::new(cwh.clone()), ctx).await.unwrap();
         assert_eq!(action, Action::requeue(MISSING_REFERENCE_RETRY));
+        let mut expected = looks();
+        expected.extend([
+            format!("GET {}", secret_path("hook-auth")),
+            format!("PATCH {}", path::STATUS),
+            format!("POST {}", path::EVENTS),
+        ]);
         assert_eq!(
             server.lines(),
-            [
-                format!("GET {}", secret_path("hook-auth")),
-                format!("PATCH {}", path::STATUS),
-                format!("POST {}", path::EVENTS),
-            ],
+            sorted(expected),
             "nothing is applied while a reference is missing"
         );
         let status = server.last_status();
@@ -548,25 +980,27 @@ mod tests {
     }
 
     /// A child someone else edited is applied again (our fields win); a child
-    /// nobody touched since our last apply costs no request at all.
+    /// nobody touched since our last apply costs no write at all.
     #[tokio::test]
     async fn a_child_changed_by_someone_else_is_applied_again() {
         let mut cwh = webhook("{}");
         let (ctx, mut writers, server) = ApiServer::start(&cwh, Box::new(|_| None));
         reconcile(Arc::new(cwh.clone()), ctx.clone()).await.unwrap();
-        let mut expected = vec![
+        let mut expected = looks();
+        expected.extend([
             format!("PATCH {}", path::STATUS),
             format!("PATCH {}", path::SERVICE),
             format!("PATCH {}", path::DEPLOYMENT),
+            // The starting replicas of a required hook, outside the apply.
+            format!("PATCH {}", path::DEPLOYMENT),
+            format!("PATCH {}", path::BUDGET),
             format!("POST {}", path::EVENTS),
-        ];
-        expected.sort();
-        assert_eq!(server.lines(), expected);
+        ]);
+        assert_eq!(server.lines(), sorted(expected));
         assert_eq!(server.event_reasons(), ["Created"]);
         // The watches see what was applied; the resource now has its status.
-        let deployment: Deployment = answered(&server, path::DEPLOYMENT, &cwh).unwrap();
-        let service: k8s_openapi::api::core::v1::Service =
-            answered(&server, path::SERVICE, &cwh).unwrap();
+        let deployment: Deployment = server.object(path::DEPLOYMENT).unwrap();
+        let service: k8s_openapi::api::core::v1::Service = server.object(path::SERVICE).unwrap();
         writers
             .deployments
             .apply_watcher_event(&watcher::Event::Apply(deployment.clone()));
@@ -577,14 +1011,18 @@ mod tests {
         server.forget_calls();
 
         reconcile(Arc::new(cwh.clone()), ctx.clone()).await.unwrap();
-        assert!(
-            server.lines().is_empty(),
-            "a steady state sends nothing: {:?}",
-            server.lines()
+        assert_eq!(
+            server.lines(),
+            sorted(vec![
+                get(path::AUTOSCALER),
+                get(path::BUDGET),
+                get(path::INGRESS)
+            ]),
+            "a steady state only reads what no watch caches"
         );
 
         let mut edited = deployment;
-        edited.metadata.generation = Some(2);
+        edited.metadata.generation = Some(3);
         writers
             .deployments
             .apply_watcher_event(&watcher::Event::Apply(edited));
@@ -598,6 +1036,93 @@ mod tests {
             !lines.contains(&format!("PATCH {}", path::SERVICE)),
             "the untouched Service is left alone: {lines:?}"
         );
+    }
+
+    /// Unset, `replicas` is never applied (so `kubectl scale` or an HPA keep the
+    /// count); a required hook starts with 2 pods and a disruption budget.
+    #[tokio::test]
+    async fn replicas_are_only_seeded_and_required_hooks_get_a_budget() {
+        let cwh = webhook("{}");
+        let (ctx, _writers, server) = ApiServer::start(&cwh, Box::new(|_| None));
+        reconcile(Arc::new(cwh), ctx).await.unwrap();
+        let writes: Vec<_> = server
+            .calls()
+            .into_iter()
+            .filter(|c| c.path == path::DEPLOYMENT && c.method == Method::PATCH)
+            .collect();
+        assert!(
+            writes[0].body["spec"].get("replicas").is_none(),
+            "{}",
+            writes[0].body
+        );
+        assert_eq!(writes[1].body, json!({"spec": {"replicas": 2}}));
+        let budget: serde_json::Value = server.object(path::BUDGET).unwrap();
+        assert_eq!(budget["spec"]["maxUnavailable"], 1);
+
+        let optional = webhook("commerce: {required: false}\nworkload: {replicas: 3}");
+        let (ctx, _writers, server) = ApiServer::start(&optional, Box::new(|_| None));
+        reconcile(Arc::new(optional), ctx).await.unwrap();
+        let deployment: Deployment = server.object(path::DEPLOYMENT).unwrap();
+        assert_eq!(deployment.spec.unwrap().replicas, Some(3), "set: applied");
+        assert!(server.object::<serde_json::Value>(path::BUDGET).is_none());
+        assert!(
+            !server.lines().contains(&format!("PATCH {}", path::BUDGET)),
+            "no budget for an optional hook"
+        );
+    }
+
+    /// Autoscaling creates an HPA and leaves replicas alone; without it again, the
+    /// HPA this resource owns is removed.
+    #[tokio::test]
+    async fn autoscaling_creates_an_hpa_that_goes_with_it() {
+        let mut cwh = webhook("workload: {autoscaling: {maxReplicas: 4}}");
+        let (ctx, _writers, server) = ApiServer::start(&cwh, Box::new(|_| None));
+        reconcile(Arc::new(cwh.clone()), ctx.clone()).await.unwrap();
+        let hpa: k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler =
+            server.object(path::AUTOSCALER).unwrap();
+        assert_eq!(hpa.spec.unwrap().max_replicas, 4);
+        let deployment: Deployment = server.object(path::DEPLOYMENT).unwrap();
+        assert_eq!(deployment.spec.unwrap().replicas, None, "the HPA's to set");
+        assert_eq!(
+            server
+                .lines()
+                .iter()
+                .filter(|l| **l == format!("PATCH {}", path::DEPLOYMENT))
+                .count(),
+            1,
+            "no seeded replicas under an HPA"
+        );
+
+        cwh.spec.workload.autoscaling = None;
+        cwh.metadata.generation = Some(2);
+        server.forget_calls();
+        reconcile(Arc::new(cwh), ctx).await.unwrap();
+        assert!(
+            server
+                .lines()
+                .contains(&format!("DELETE {}", path::AUTOSCALER)),
+            "{:?}",
+            server.lines()
+        );
+        assert!(
+            server
+                .object::<serde_json::Value>(path::AUTOSCALER)
+                .is_none()
+        );
+    }
+
+    /// A replica whose Lease lapsed (a frozen or partitioned leader) must not write
+    /// anything, whatever the reconcile would do.
+    #[tokio::test]
+    async fn a_replica_that_is_not_leading_writes_nothing() {
+        let cwh = webhook("{}");
+        let (ctx, _writers, server) = ApiServer::start(&cwh, Box::new(|_| None));
+        let ctx = Arc::try_unwrap(ctx)
+            .unwrap_or_else(|_| panic!("one context"))
+            .with_leadership(Leadership::elected());
+        let error = reconcile(Arc::new(cwh), Arc::new(ctx)).await.unwrap_err();
+        assert!(matches!(error, Error::NotLeading), "{error}");
+        assert!(server.lines().is_empty(), "{:?}", server.lines());
     }
 
     #[tokio::test]

@@ -177,28 +177,56 @@ pub struct BackOfficeSource {
     pub token: Option<KeyRef>,
 }
 
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Workload {
     /// Container image; defaults to the operator's `--webhook-image`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
     pub image: Option<String>,
-    #[serde(default = "default_replicas")]
+    /// Pods to run, kept by the operator. Unset: the Deployment starts with 2 pods
+    /// for a `commerce.required` hook (1 otherwise) and the operator leaves the
+    /// count to whoever scales it (`kubectl scale`, an HPA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100))]
-    pub replicas: i32,
+    pub replicas: Option<i32>,
+    /// Scale on CPU with a HorizontalPodAutoscaler instead of a fixed `replicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
     /// CPU/memory requests and limits; defaults suit the webhook's small footprint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
 }
 
-impl Default for Workload {
-    fn default() -> Self {
-        Workload {
-            image: None,
-            replicas: default_replicas(),
-            resources: None,
-        }
+/// A HorizontalPodAutoscaler (`autoscaling/v1`) on the webhook's Deployment.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Autoscaling {
+    /// Fewest pods; default 2 for a `commerce.required` hook, 1 otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub min_replicas: Option<i32>,
+    /// Most pods.
+    #[schemars(range(min = 1, max = 100))]
+    pub max_replicas: i32,
+    /// Average CPU use, in percent of the pods' CPU request, the HPA aims for.
+    #[serde(default = "default_cpu_target")]
+    #[schemars(range(min = 1, max = 100))]
+    pub target_cpu_utilization_percentage: i32,
+}
+
+impl Autoscaling {
+    pub fn min_replicas(&self, required: bool) -> i32 {
+        self.min_replicas
+            .unwrap_or_else(|| Workload::default_replicas(required))
+    }
+}
+
+impl Workload {
+    /// Pods a hook starts with when nobody says: a required hook blocks the
+    /// add-to-cart when it fails, so it survives one pod going away.
+    pub fn default_replicas(required: bool) -> i32 {
+        if required { 2 } else { 1 }
     }
 }
 
@@ -245,6 +273,15 @@ pub struct CommerceHook {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 1024))]
     pub fallback_error_message: Option<String>,
+    /// PHP exception class Commerce throws with the webhook's message (the
+    /// webhook's `EXCEPTION_TYPE`), e.g.
+    /// `Magento\Framework\Exception\LocalizedException`; Commerce's default when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^\\?[A-Za-z_][A-Za-z0-9_]*(\\[A-Za-z_][A-Za-z0-9_]*)*$"),
+        length(min = 1, max = 255)
+    )]
+    pub exception_type: Option<String>,
 }
 
 impl Default for CommerceHook {
@@ -255,6 +292,7 @@ impl Default for CommerceHook {
             soft_timeout_ms: default_soft_timeout_ms(),
             required: true,
             fallback_error_message: None,
+            exception_type: None,
         }
     }
 }
@@ -304,8 +342,8 @@ fn default_path() -> String {
     contract::DEFAULT_WEBHOOK_PATH.to_owned()
 }
 
-fn default_replicas() -> i32 {
-    1
+fn default_cpu_target() -> i32 {
+    80
 }
 
 fn default_backoffice_timeout_ms() -> u32 {

@@ -19,6 +19,7 @@ pub enum Reason {
     InvalidSpec,
     MissingReference,
     ApplyFailed,
+    ChildConflict,
 }
 
 impl Reason {
@@ -31,6 +32,7 @@ impl Reason {
             Reason::InvalidSpec => "InvalidSpec",
             Reason::MissingReference => "MissingReference",
             Reason::ApplyFailed => "ApplyFailed",
+            Reason::ChildConflict => "ChildConflict",
         }
     }
 }
@@ -55,7 +57,7 @@ pub fn deployment_readiness(deployment: &Deployment, wanted: i32) -> (Reason, i3
         return (
             Reason::ScaledToZero,
             ready,
-            "spec.workload.replicas is 0".to_owned(),
+            "scaled to 0 replicas".to_owned(),
         );
     }
     let caught_up = status.observed_generation >= deployment.metadata.generation;

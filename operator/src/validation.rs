@@ -13,34 +13,94 @@ use thiserror::Error;
 
 use crate::resource::CommerceWebhookSpec;
 
-/// Variables the operator derives from typed spec fields, with the field that sets
-/// each: an input may not set them.
-pub const MANAGED: [(&str, &str); 9] = [
+/// Where each variable the webhook reads is set instead of in `spec.inputs`.
+/// An input that set one would override what the operator derived from the spec
+/// (or its security: a token from any Secret, another port, an exception type
+/// echoed to every caller), so every variable of `var::ALL` is reserved except
+/// `LOG_LEVEL`; one missing here is still reserved, for "the operator".
+const RESERVED: [(&str, &str); 17] = [
     (var::PORT, "the operator"),
+    (var::BIND_ADDRESS, "the operator"),
     (var::WEBHOOK_PATH, "spec.path"),
+    (var::LOG_FORMAT, "the operator"),
     (var::INVENTORY_FILE, "spec.stock.inventory"),
+    (var::INVENTORY_RELOAD_MS, "the operator"),
     (var::BACKOFFICE_URL, "spec.stock.backOffice.url"),
+    (var::BACKOFFICE_TOKEN, "spec.stock.backOffice.token"),
     (
         var::BACKOFFICE_TIMEOUT_MS,
         "spec.stock.backOffice.timeoutMs",
     ),
     (var::BACKOFFICE_ON_ERROR, "spec.stock.backOffice.onError"),
-    (var::BACKOFFICE_TOKEN, "spec.stock.backOffice.token"),
+    (
+        var::FALLBACK_ERROR_MESSAGE,
+        "spec.commerce.fallbackErrorMessage",
+    ),
+    (var::EXCEPTION_TYPE, "spec.commerce.exceptionType"),
+    (var::REQUEST_DEADLINE_MS, "spec.commerce.timeoutMs"),
     (var::COMMERCE_WEBHOOKS_PUBLIC_KEY, "spec.signaturePublicKey"),
     (var::WEBHOOK_AUTH_TOKEN, "spec.authToken"),
+    (var::SHUTDOWN_DRAIN_MS, "the operator"),
+    (var::SHUTDOWN_TIMEOUT_MS, "the operator"),
 ];
+
+/// The one webhook variable an input may set: it only changes how much is logged.
+const ALLOWED: &str = var::LOG_LEVEL;
+
+/// The spec field (or "the operator") that sets `name`, if the webhook reads it.
+fn reserved_for(name: &str) -> Option<&'static str> {
+    if name == ALLOWED || !var::ALL.contains(&name) {
+        return None;
+    }
+    let owner = RESERVED.iter().find(|(var, _)| *var == name);
+    Some(owner.map_or("the operator", |(_, owner)| *owner))
+}
+
+/// What setting `name` would hand to whoever writes the input (or the Secret it
+/// comes from), for variables the process reads outside the webhook's own
+/// settings: the dynamic loader and libc (`LD_PRELOAD` runs any code), the proxy
+/// variables (every back-office call, token included, through someone else's
+/// host), name resolution and trusted CAs. Compared in upper case: libraries
+/// read `https_proxy` too.
+fn unsafe_family(name: &str) -> Option<&'static str> {
+    let upper = name.to_ascii_uppercase();
+    if upper.starts_with("LD_") || upper.starts_with("MALLOC_") || upper == "GLIBC_TUNABLES" {
+        Some("how the process is loaded")
+    } else if upper.ends_with("_PROXY") {
+        Some("where outgoing calls go (the webhook does not use a proxy)")
+    } else if ["HOSTALIASES", "RES_OPTIONS", "LOCALDOMAIN"].contains(&upper.as_str()) {
+        Some("how host names resolve")
+    } else if ["SSL_CERT_FILE", "SSL_CERT_DIR"].contains(&upper.as_str()) {
+        Some("which certificate authorities are trusted")
+    } else if upper == "PATH" {
+        Some("which programs run")
+    } else {
+        None
+    }
+}
 
 /// One thing the schema accepts but that cannot be deployed.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum SpecError {
     #[error("input {name} is managed by {owner}; set it there instead of in spec.inputs")]
     ManagedInput { name: String, owner: &'static str },
+    #[error(
+        "input {name} is refused: it would change {effect}; no spec field sets it, \
+         use another name for a custom parameter"
+    )]
+    UnsafeInput { name: String, effect: &'static str },
     #[error("input {0} has both value and valueFrom; give one")]
     AmbiguousInput(String),
     #[error("input {0} is listed twice")]
     DuplicateInput(String),
     #[error("spec.path {path}: {reason}")]
     Path { path: String, reason: String },
+    #[error(
+        "spec.workload.replicas and spec.workload.autoscaling are exclusive: the HPA sets the replicas"
+    )]
+    ReplicasAndAutoscaling,
+    #[error("spec.workload.autoscaling.minReplicas {min} is above maxReplicas {max}")]
+    AutoscalingRange { min: i32, max: i32 },
 }
 
 /// Every problem of a spec, in the order of its fields.
@@ -73,10 +133,15 @@ impl CommerceWebhookSpec {
         }
         let mut seen = HashSet::new();
         for input in &self.inputs {
-            if let Some((_, owner)) = MANAGED.iter().find(|(name, _)| *name == input.name) {
+            if let Some(owner) = reserved_for(&input.name) {
                 errors.push(SpecError::ManagedInput {
                     name: input.name.clone(),
                     owner,
+                });
+            } else if let Some(effect) = unsafe_family(&input.name) {
+                errors.push(SpecError::UnsafeInput {
+                    name: input.name.clone(),
+                    effect,
                 });
             }
             if input.value.is_some() && input.value_from.is_some() {
@@ -84,6 +149,18 @@ impl CommerceWebhookSpec {
             }
             if !seen.insert(input.name.as_str()) {
                 errors.push(SpecError::DuplicateInput(input.name.clone()));
+            }
+        }
+        if let Some(autoscaling) = &self.workload.autoscaling {
+            if self.workload.replicas.is_some() {
+                errors.push(SpecError::ReplicasAndAutoscaling);
+            }
+            let min = autoscaling.min_replicas(self.commerce.required);
+            if min > autoscaling.max_replicas {
+                errors.push(SpecError::AutoscalingRange {
+                    min,
+                    max: autoscaling.max_replicas,
+                });
             }
         }
         if errors.is_empty() {
@@ -122,6 +199,71 @@ mod tests {
         );
     }
 
+    /// Every variable the webhook reads is reserved, LOG_LEVEL aside: a variable
+    /// added to the contract is refused as an input without a change here.
+    #[test]
+    fn every_webhook_variable_but_log_level_is_reserved() {
+        for name in var::ALL {
+            let result = spec(&format!("inputs: [{{name: {name}, value: x}}]")).validate();
+            if name == var::LOG_LEVEL {
+                assert!(result.is_ok(), "{name}");
+            } else {
+                assert!(
+                    matches!(&result, Err(InvalidSpec(e)) if matches!(&e[..], [SpecError::ManagedInput { .. }])),
+                    "{name}: {result:?}"
+                );
+            }
+        }
+        for (name, _) in RESERVED {
+            assert!(var::ALL.contains(&name), "{name} is not the webhook's");
+        }
+        assert_eq!(
+            spec("inputs: [{name: EXCEPTION_TYPE, valueFrom: {secretKeyRef: {name: s, key: k}}}]")
+                .validate()
+                .unwrap_err()
+                .to_string(),
+            "input EXCEPTION_TYPE is managed by spec.commerce.exceptionType; \
+             set it there instead of in spec.inputs"
+        );
+    }
+
+    #[test]
+    fn loader_proxy_resolver_and_trust_variables_are_refused() {
+        for name in [
+            "LD_PRELOAD",
+            "LD_LIBRARY_PATH",
+            "GLIBC_TUNABLES",
+            "MALLOC_ARENA_MAX",
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "NO_PROXY",
+            "ALL_PROXY",
+            "HOSTALIASES",
+            "SSL_CERT_FILE",
+            "PATH",
+        ] {
+            let result = spec(&format!("inputs: [{{name: {name}, value: x}}]")).validate();
+            assert!(
+                matches!(&result, Err(InvalidSpec(e)) if matches!(&e[..], [SpecError::UnsafeInput { .. }])),
+                "{name}: {result:?}"
+            );
+        }
+        assert_eq!(
+            spec("inputs: [{name: HTTPS_PROXY, value: 'http://evil:3128'}]")
+                .validate()
+                .unwrap_err()
+                .to_string(),
+            "input HTTPS_PROXY is refused: it would change where outgoing calls go \
+             (the webhook does not use a proxy); no spec field sets it, use another name \
+             for a custom parameter"
+        );
+        for custom in ["HERE_YOUR_PARAM", "ERP_REGION", "PROXY_MODE", "CLOUD_PATH"] {
+            let yaml = format!("inputs: [{{name: {custom}, value: x}}]");
+            assert!(spec(&yaml).validate().is_ok(), "{custom}");
+        }
+    }
+
     #[test]
     fn every_problem_is_reported_at_once() {
         let bad = spec(
@@ -147,6 +289,27 @@ mod tests {
                 SpecError::AmbiguousInput("A".into()),
                 SpecError::DuplicateInput("A".into()),
             ])
+        );
+    }
+
+    #[test]
+    fn autoscaling_excludes_replicas_and_needs_a_range() {
+        assert_eq!(
+            spec("workload: {replicas: 2, autoscaling: {maxReplicas: 4}}").validate(),
+            Err(InvalidSpec(vec![SpecError::ReplicasAndAutoscaling]))
+        );
+        assert_eq!(
+            spec("workload: {autoscaling: {maxReplicas: 1}}").validate(),
+            Err(InvalidSpec(vec![SpecError::AutoscalingRange {
+                min: 2,
+                max: 1
+            }])),
+            "a required hook's minimum defaults to 2"
+        );
+        assert!(
+            spec("workload: {autoscaling: {maxReplicas: 1}}\ncommerce: {required: false}")
+                .validate()
+                .is_ok()
         );
     }
 

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use commerce_webhook_operator::children::Defaults;
+use commerce_webhook_operator::children::{Defaults, PdbApi};
 use commerce_webhook_operator::controller::{self, Scope};
 use commerce_webhook_operator::metrics::Metrics;
 use commerce_webhook_operator::reconciler::Context;
@@ -168,8 +168,12 @@ impl Operator {
                 instance: Some("e2e".into()),
             },
         );
+        let pdb = PdbApi::discover(&client)
+            .await
+            .unwrap_or_else(|e| panic!("discovering the PodDisruptionBudget API: {e}"));
         let defaults = Defaults {
             image: WEBHOOK_IMAGE.to_owned(),
+            pdb,
         };
         let metrics = Metrics::default();
         let (context, writers) = Context::new(client, defaults, recorder, metrics.clone());

@@ -101,7 +101,7 @@ fn watch_namespace_replicas_and_extras_change_the_manifests() {
     ])
     .unwrap();
     assert!(
-        !out.contains("kind: ClusterRole"),
+        !out.contains("kind: ClusterRoleBinding"),
         "namespaced RBAC only:\n{out}"
     );
     assert!(
@@ -127,6 +127,59 @@ fn watch_namespace_replicas_and_extras_change_the_manifests() {
         out.contains("kind: CommerceWebhook") && out.contains("replicas: 2"),
         "{out}"
     );
+}
+
+/// The operator's children carry `blockOwnerDeletion: true`: clusters enforcing
+/// owner references (OpenShift) refuse it without update on the finalizers.
+#[test]
+fn the_operator_may_block_owner_deletion_and_scale_its_children() {
+    for sets in [&[][..], &["watchNamespace=shop"][..]] {
+        let out = template(sets).unwrap();
+        let rule = |resource: &str| {
+            out.split("- apiGroups:")
+                .find(|rule| rule.contains(&format!("[\"{resource}\"]")))
+                .unwrap_or_else(|| panic!("no rule for {resource}:\n{out}"))
+                .to_owned()
+        };
+        assert!(
+            rule("commercewebhooks/finalizers").contains("verbs: [\"update\"]"),
+            "{sets:?}"
+        );
+        for resource in ["horizontalpodautoscalers", "poddisruptionbudgets"] {
+            assert!(
+                rule(resource).contains("\"create\", \"patch\", \"delete\""),
+                "{resource}"
+            );
+        }
+    }
+}
+
+/// Namespace users bound to the built-in roles get CommerceWebhooks too:
+/// `edit` (and `admin`) may manage them, `view` may read them.
+#[test]
+fn namespace_edit_and_view_users_get_commerce_webhooks_by_aggregation() {
+    let out = template(&[]).unwrap();
+    let role = |label: &str| {
+        out.split("---")
+            .find(|doc| doc.contains(&format!("rbac.authorization.k8s.io/{label}: \"true\"")))
+            .unwrap_or_else(|| panic!("no ClusterRole labelled {label}:\n{out}"))
+            .to_owned()
+    };
+    let edit = role("aggregate-to-edit");
+    assert!(edit.contains("kind: ClusterRole\n"), "{edit}");
+    assert!(edit.contains("rbac.authorization.k8s.io/aggregate-to-admin: \"true\""));
+    assert!(
+        edit.contains("[\"commercewebhooks\"]")
+            && edit.contains("\"create\", \"update\", \"patch\", \"delete\""),
+        "{edit}"
+    );
+    let view = role("aggregate-to-view");
+    assert!(
+        view.contains("verbs: [\"get\", \"list\", \"watch\"]") && !view.contains("\"create\""),
+        "view is read-only: {view}"
+    );
+    let off = template(&["aggregateRoles.enabled=false"]).unwrap();
+    assert!(!off.contains("aggregate-to-"), "{off}");
 }
 
 #[test]
@@ -227,14 +280,14 @@ async fn helm_install_runs_the_operator_pod_and_serves_commerce() {
         status.url.as_deref(),
         Some(format!("http://check-stock.{}.svc/webhook/check-stock", ns.name).as_str())
     );
-    assert_eq!(status.ready_replicas, 1);
+    assert_eq!(status.ready_replicas, 2, "the example runs two pods");
     let printed = tool("kubectl", &["get", "cwh", "check-stock", "-n", &ns.name]).unwrap();
     assert!(
         printed.contains("True"),
         "kubectl get cwh shows Ready:\n{printed}"
     );
-    let webhook_pods = ready_pods(&ns, WEBHOOK_SELECTOR, 1).await;
-    assert_eq!(endpoint_addresses(&ns, "check-stock").await, 1);
+    let webhook_pods = ready_pods(&ns, WEBHOOK_SELECTOR, 2).await;
+    assert_eq!(endpoint_addresses(&ns, "check-stock").await, 2);
 
     // Commerce's calls through the Service, answered from the mounted inventory.
     let commerce = Commerce::new(format!(
@@ -270,9 +323,9 @@ async fn helm_install_runs_the_operator_pod_and_serves_commerce() {
         .eventually(CART_SHORT, Duration::from_secs(90), is_success)
         .await;
     assert_eq!(
-        ready_pods(&ns, WEBHOOK_SELECTOR, 1).await,
+        ready_pods(&ns, WEBHOOK_SELECTOR, 2).await,
         webhook_pods,
-        "same pod"
+        "same pods"
     );
     assert_eq!(restart_count(&ns, WEBHOOK_SELECTOR).await, 0, "no restart");
 
@@ -302,7 +355,7 @@ async fn helm_install_runs_the_operator_pod_and_serves_commerce() {
     )
     .await
     .unwrap();
-    ready_pods(&ns, WEBHOOK_SELECTOR, 1).await;
+    ready_pods(&ns, WEBHOOK_SELECTOR, 2).await;
     let commerce = Commerce::new(format!(
         "{}/webhook/check-stock",
         service_url(&ns, "check-stock").await

@@ -32,6 +32,7 @@ spec:
     - {name: LOG_LEVEL, value: debug}
     - {name: HERE_YOUR_PARAM, valueFrom: {secretKeyRef: {name: commerce-keys, key: erp-token}}}
   authToken: {name: commerce-keys, key: auth-token}
+  workload: {replicas: 1}
   commerce: {timeoutMs: 2000, fallbackErrorMessage: Try again later}
 "#;
 
@@ -562,4 +563,317 @@ async fn only_one_replica_holds_the_lease() {
             .unwrap()
             .holder_identity;
     assert_eq!(holder.as_deref(), Some("second"));
+}
+
+/// A Deployment and a Service someone else made, named like the hook: the operator
+/// must not apply over them nor delete them, and says why it cannot deploy.
+#[tokio::test]
+async fn objects_it_does_not_own_are_never_overwritten_or_deleted() {
+    let (ns, _operator) = setup("foreign").await;
+    let theirs = ns
+        .apply_yaml::<Deployment>(
+            r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: check-stock}
+spec:
+  replicas: 0
+  selector: {matchLabels: {app: theirs}}
+  template:
+    metadata: {labels: {app: theirs}}
+    spec: {containers: [{name: app, image: theirs:1}]}
+"#,
+        )
+        .await
+        .unwrap();
+    let their_service = ns
+        .apply_yaml::<Service>(
+            "{apiVersion: v1, kind: Service, metadata: {name: check-stock}, spec: {selector: {app: theirs}, ports: [{port: 81, protocol: TCP}]}}",
+        )
+        .await
+        .unwrap();
+    ns.apply_yaml::<Secret>(SECRET).await.unwrap();
+    ns.apply_yaml::<CommerceWebhook>(WEBHOOK).await.unwrap();
+
+    let conflict = wait_for_reason(&ns, "check-stock", "ChildConflict").await;
+    assert_eq!(ready_condition(&conflict).unwrap().status, "False");
+    assert_eq!(
+        ready_message(&conflict),
+        "Deployment check-stock, Service check-stock already exist and are not owned by this \
+         CommerceWebhook; rename the CommerceWebhook or remove them"
+    );
+    let events = ns.api::<Event>();
+    wait_for("a ChildConflict event", WAIT, || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("ChildConflict"))
+            .then_some(())
+    })
+    .await;
+    // Their objects may change (the Deployment controller writes its status), but
+    // never by the operator's hand: no field of its manager, no owner, same spec.
+    let untouched = |what: &'static str| {
+        let (ns, theirs, their_service) = (&ns, &theirs, &their_service);
+        async move {
+            let deployment = ns.api::<Deployment>().get("check-stock").await.unwrap();
+            let service = ns.api::<Service>().get("check-stock").await.unwrap();
+            for (kind, meta) in [
+                ("Deployment", &deployment.metadata),
+                ("Service", &service.metadata),
+            ] {
+                let managers: Vec<_> = meta
+                    .managed_fields
+                    .iter()
+                    .flatten()
+                    .filter_map(|entry| entry.manager.as_deref())
+                    .collect();
+                assert!(
+                    !managers.contains(&"commerce-webhook-operator"),
+                    "{what}: the operator wrote their {kind}: {managers:?}"
+                );
+                assert!(meta.owner_references.is_none(), "{what}: {kind}");
+            }
+            assert_eq!(deployment.spec, theirs.spec, "{what}");
+            assert_eq!(deployment.metadata.generation, theirs.metadata.generation);
+            assert_eq!(service.spec, their_service.spec, "{what}");
+        }
+    };
+    untouched("while enabled").await;
+
+    ns.api::<CommerceWebhook>()
+        .patch(
+            "check-stock",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"enabled": false}})),
+        )
+        .await
+        .unwrap();
+    wait_for_reason(&ns, "check-stock", "Disabled").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    untouched("after enabled: false").await;
+}
+
+/// Unset replicas are the starting count only (2 for a required hook, with a
+/// disruption budget): `kubectl scale` survives the operator's next apply.
+/// Autoscaling creates an HPA; taking it out of the spec removes it again.
+#[tokio::test]
+async fn scaling_is_left_to_kubectl_and_an_hpa() {
+    let (ns, _operator) = setup("scale").await;
+    ns.apply_yaml::<Secret>(SECRET).await.unwrap();
+    let hook = WEBHOOK.replace("  workload: {replicas: 1}\n", "");
+    ns.apply_yaml::<CommerceWebhook>(&hook).await.unwrap();
+    let deployments = ns.api::<Deployment>();
+    let replicas = || async {
+        deployments
+            .get("check-stock")
+            .await
+            .ok()
+            .and_then(|d| d.spec?.replicas)
+    };
+    wait_for("two starting replicas", WAIT, || async {
+        (replicas().await == Some(2)).then_some(())
+    })
+    .await;
+    let budget = kube::api::ApiResource {
+        group: "policy".into(),
+        version: "v1beta1".into(),
+        api_version: "policy/v1beta1".into(),
+        kind: "PodDisruptionBudget".into(),
+        plural: "poddisruptionbudgets".into(),
+    };
+    let budgets: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(ns.client.clone(), &ns.name, &budget);
+    let pdb = budgets.get("check-stock").await.unwrap();
+    assert_eq!(pdb.data["spec"]["maxUnavailable"], 1, "{pdb:?}");
+
+    e2e::tool(
+        "kubectl",
+        &[
+            "scale",
+            "deployment/check-stock",
+            "--replicas=1",
+            "-n",
+            &ns.name,
+        ],
+    )
+    .unwrap();
+    // A change the operator must apply, after the scale.
+    ns.api::<CommerceWebhook>()
+        .patch(
+            "check-stock",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"inputs": [{"name": "LOG_LEVEL", "value": "warn"}]}})),
+        )
+        .await
+        .unwrap();
+    wait_for("the new LOG_LEVEL applied", WAIT, || async {
+        let deployment = deployments.get("check-stock").await.ok()?;
+        let env = deployment.spec?.template.spec?.containers[0].env.clone()?;
+        env.iter()
+            .any(|e| e.name == "LOG_LEVEL" && e.value.as_deref() == Some("warn"))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(replicas().await, Some(1), "kubectl scale was reverted");
+
+    let autoscalers = ns.api::<k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler>();
+    ns.api::<CommerceWebhook>()
+        .patch(
+            "check-stock",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"workload": {"autoscaling": {"maxReplicas": 3}}}})),
+        )
+        .await
+        .unwrap();
+    let hpa = wait_for("the HPA", WAIT, || async {
+        autoscalers.get_opt("check-stock").await.ok().flatten()
+    })
+    .await;
+    let spec = hpa.spec.unwrap();
+    assert_eq!(
+        (
+            spec.min_replicas,
+            spec.max_replicas,
+            spec.scale_target_ref.name.as_str()
+        ),
+        (Some(2), 3, "check-stock")
+    );
+    ns.api::<CommerceWebhook>()
+        .patch(
+            "check-stock",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"workload": {"autoscaling": null}, "commerce": {"required": false}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    wait_for("the HPA and the budget removed", WAIT, || async {
+        let gone = autoscalers.get_opt("check-stock").await.ok()?.is_none()
+            && budgets.get_opt("check-stock").await.ok()?.is_none();
+        gone.then_some(())
+    })
+    .await;
+}
+
+/// Two operator processes with leader election: the leader frozen (SIGSTOP) past
+/// its lease loses it to the standby, and once thawed (SIGCONT) writes nothing:
+/// it finds its renew deadline gone, says so, and exits without touching the
+/// Lease or the resources the new leader now owns.
+#[tokio::test]
+async fn a_frozen_leader_loses_the_lease_and_stays_quiet_when_thawed() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::events::v1::Event as NewEvent;
+
+    let ns = TestNamespace::new("frozen").await;
+    install_crd(&ns.client).await;
+    let logs = std::env::temp_dir().join(&ns.name);
+    std::fs::create_dir_all(&logs).unwrap();
+    let start = |identity: &str| {
+        let log = std::fs::File::create(logs.join(identity)).unwrap();
+        let child = e2e::operator_command(&ns.name)
+            .env("LEADER_ELECT", "true")
+            .env("LEADER_ELECTION_NAMESPACE", &ns.name)
+            .env("LEADER_ELECTION_SECONDS", "3")
+            .env("POD_NAME", identity)
+            .env("LOG_LEVEL", "info")
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        e2e::KillOnDrop(child)
+    };
+    let leases = ns.api::<Lease>();
+    let holder = || async {
+        leases
+            .get_opt("commerce-webhook-operator")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|lease| lease.spec?.holder_identity)
+    };
+    let mut first = start("first");
+    wait_for("first to lead", WAIT, || async {
+        (holder().await.as_deref() == Some("first")).then_some(())
+    })
+    .await;
+    let _second = start("second");
+    ns.apply_yaml::<Secret>(SECRET).await.unwrap();
+    ns.apply_yaml::<CommerceWebhook>(WEBHOOK).await.unwrap();
+    wait_for_reason(&ns, "check-stock", "Progressing").await;
+    let signal = |name: &str, pid: u32| {
+        e2e::tool("kill", &[&format!("-{name}"), &pid.to_string()]).unwrap();
+    };
+
+    signal("STOP", first.0.id());
+    wait_for("second to take the Lease over", WAIT, || async {
+        (holder().await.as_deref() == Some("second")).then_some(())
+    })
+    .await;
+    // Work for the new leader, which the frozen one would also do once thawed.
+    ns.api::<CommerceWebhook>()
+        .patch(
+            "check-stock",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"inputs": [{"name": "LOG_LEVEL", "value": "warn"}]}})),
+        )
+        .await
+        .unwrap();
+    let events = ns.api::<NewEvent>();
+    let by = |instance: &'static str| {
+        let events = events.clone();
+        async move {
+            events
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .filter(|e| e.reporting_instance.as_deref() == Some(instance))
+                .map(|e| e.metadata.name.unwrap_or_default())
+                .collect::<Vec<_>>()
+        }
+    };
+    wait_for("the new leader's Updated event", WAIT, || async {
+        (!by("second").await.is_empty()).then_some(())
+    })
+    .await;
+    let before = by("first").await;
+    let lease_before = leases.get("commerce-webhook-operator").await.unwrap();
+
+    signal("CONT", first.0.id());
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = first.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the thawed leader did not exit"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success(), "losing the Lease is a failure exit");
+    let log = std::fs::read_to_string(logs.join("first")).unwrap();
+    assert!(log.contains("leadership lost"), "{log}");
+    assert_eq!(
+        by("first").await,
+        before,
+        "the thawed leader published events"
+    );
+    let lease_after = leases.get("commerce-webhook-operator").await.unwrap();
+    assert_eq!(
+        lease_after
+            .spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.clone())
+            .as_deref(),
+        Some("second")
+    );
+    assert_eq!(
+        lease_after.spec.as_ref().and_then(|s| s.lease_transitions),
+        lease_before.spec.as_ref().and_then(|s| s.lease_transitions),
+        "the thawed leader took the Lease back"
+    );
+    let _ = std::fs::remove_dir_all(&logs);
 }

@@ -210,9 +210,12 @@ async fn every_option_the_crd_offers_reaches_a_serving_pod() {
   authToken: {name: commerce, key: token}
   signaturePublicKey: {name: commerce, key: public-key}
   inputs:
-    - {name: EXCEPTION_TYPE, value: 'Magento\Framework\Exception\LocalizedException'}
     - {name: LOG_LEVEL, value: debug}
-  commerce: {timeoutMs: 1500, fallbackErrorMessage: Stock check unavailable}
+  workload: {replicas: 1}
+  commerce:
+    timeoutMs: 1500
+    fallbackErrorMessage: Stock check unavailable
+    exceptionType: 'Magento\Framework\Exception\LocalizedException'
 "#;
     let back_office_hook = format!(
         "apiVersion: integration.commerce.dev/v1alpha1\nkind: CommerceWebhook\nmetadata: {{name: erp}}\nspec:{common}  stock:\n    backOffice: {{url: 'http://{back_office}/stock', timeoutMs: 300, onError: deny, token: {{name: commerce, key: erp}}}}\n"

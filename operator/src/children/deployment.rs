@@ -124,7 +124,8 @@ pub fn deployment(cwh: &CommerceWebhook, defaults: &Defaults, config_hash: &str)
     Deployment {
         metadata: metadata(cwh),
         spec: Some(DeploymentSpec {
-            replicas: Some(spec.workload.replicas),
+            // Unset: not in the apply, so an HPA or `kubectl scale` owns the count.
+            replicas: spec.workload.replicas,
             selector: LabelSelector {
                 match_labels: Some(selector_labels(cwh)),
                 match_expressions: None,
@@ -180,6 +181,7 @@ mod tests {
             &cwh,
             &Defaults {
                 image: "img:1".into(),
+                pdb: crate::children::PdbApi::v1(),
             },
             "hash",
         );
@@ -202,5 +204,21 @@ mod tests {
             (owner.kind.as_str(), owner.controller),
             ("CommerceWebhook", Some(true))
         );
+    }
+
+    /// Applying `replicas` makes the operator its owner, so it would revert every
+    /// `kubectl scale` and fight an HPA: unset, it is not applied at all.
+    #[test]
+    fn unset_replicas_are_not_applied() {
+        let defaults = Defaults {
+            image: "img:1".into(),
+            pdb: crate::children::PdbApi::v1(),
+        };
+        for yaml in ["{}", "workload: {autoscaling: {maxReplicas: 5}}"] {
+            let applied = deployment(&resource(yaml), &defaults, "hash");
+            assert_eq!(applied.spec.as_ref().unwrap().replicas, None, "{yaml}");
+            let json = serde_json::to_value(&applied).unwrap();
+            assert!(json["spec"].get("replicas").is_none(), "{json}");
+        }
     }
 }

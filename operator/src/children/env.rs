@@ -3,7 +3,7 @@
 //! the result to the webhook's parser.
 //!
 //! Order: what the operator derives from the spec, then the inputs as declared.
-//! An input may replace one of the operator's defaults, never a managed value
+//! An input never sets a variable the webhook reads other than `LOG_LEVEL`
 //! (`validation` refuses those before this runs).
 
 use commerce_webhook::contract::{self, LogFormat, var};
@@ -35,8 +35,7 @@ pub fn env(cwh: &CommerceWebhook) -> Vec<EnvVar> {
         literal(var::PORT, CONTAINER_PORT.to_string()),
         literal(var::WEBHOOK_PATH, spec.path.clone()),
     ];
-    // Defaults that an input of the same name replaces.
-    let defaults = [
+    let optional = [
         (var::LOG_FORMAT, Some(LogFormat::Json.as_str().to_owned())),
         (var::SHUTDOWN_DRAIN_MS, Some(SHUTDOWN_DRAIN_MS.to_string())),
         (
@@ -47,10 +46,10 @@ pub fn env(cwh: &CommerceWebhook) -> Vec<EnvVar> {
             var::FALLBACK_ERROR_MESSAGE,
             spec.commerce.fallback_error_message.clone(),
         ),
+        (var::EXCEPTION_TYPE, spec.commerce.exception_type.clone()),
     ];
-    for (name, value) in defaults {
-        let overridden = spec.inputs.iter().any(|i| i.name == name);
-        if let Some(value) = value.filter(|_| !overridden) {
+    for (name, value) in optional {
+        if let Some(value) = value {
             env.push(literal(name, value));
         }
     }
@@ -153,7 +152,6 @@ mod tests {
             inputs:
               - {name: LOG_LEVEL, value: debug}
               - {name: ERP_KEY, valueFrom: {secretKeyRef: {name: erp, key: key}}}
-              - {name: REQUEST_DEADLINE_MS, value: "300"}
             stock:
               backOffice: {url: "https://erp.example/stock", onError: allow, token: {name: erp, key: token}}
             authToken: {name: hook-auth, key: token}
@@ -168,6 +166,7 @@ mod tests {
                 "WEBHOOK_PATH",
                 "LOG_FORMAT",
                 "SHUTDOWN_DRAIN_MS",
+                "REQUEST_DEADLINE_MS",
                 "BACKOFFICE_URL",
                 "BACKOFFICE_TIMEOUT_MS",
                 "BACKOFFICE_ON_ERROR",
@@ -175,9 +174,7 @@ mod tests {
                 "WEBHOOK_AUTH_TOKEN",
                 "LOG_LEVEL",
                 "ERP_KEY",
-                "REQUEST_DEADLINE_MS"
-            ],
-            "an input overrides the default deadline instead of duplicating it"
+            ]
         );
         let token = env.iter().find(|e| e.name == "BACKOFFICE_TOKEN").unwrap();
         assert!(
@@ -242,7 +239,6 @@ mod tests {
             path: /hooks/stock
             inputs:
               - {name: LOG_LEVEL, value: debug}
-              - {name: EXCEPTION_TYPE, value: 'Magento\GraphQlInputException'}
               - {name: ERP_REGION, valueFrom: {configMapKeyRef: {name: erp, key: region}}}
             stock:
               backOffice:
@@ -252,7 +248,10 @@ mod tests {
                 token: {name: erp, key: token}
             signaturePublicKey: {name: commerce, key: public.pem}
             authToken: {name: hook, key: token}
-            commerce: {timeoutMs: 500, fallbackErrorMessage: "Try again later"}
+            commerce:
+              timeoutMs: 500
+              fallbackErrorMessage: "Try again later"
+              exceptionType: 'Magento\GraphQlInputException'
             "#,
         );
         cwh.spec.validate().unwrap();

@@ -1,12 +1,15 @@
 //! The objects a `CommerceWebhook` turns into: a Deployment running
-//! `commerce-webhook`, a Service in front of it, and optionally an Ingress.
+//! `commerce-webhook`, a Service in front of it, and optionally an Ingress, a
+//! HorizontalPodAutoscaler and (for a required hook) a PodDisruptionBudget.
 //!
 //! Pure functions of a validated resource (plus the operator's defaults and the
 //! hash of the referenced data), so that what is applied is deterministic: applying
 //! the same resource twice changes nothing on the server. One module per child
 //! kind; [`env`](mod@env) is the pod's environment, built from the webhook's contract.
 
+mod autoscaler;
 mod deployment;
+mod disruption_budget;
 pub mod env;
 mod ingress;
 mod service;
@@ -18,7 +21,9 @@ use kube::{Resource, ResourceExt};
 
 use crate::resource::CommerceWebhook;
 
+pub use autoscaler::autoscaler;
 pub use deployment::deployment;
+pub use disruption_budget::{PdbApi, disruption_budget};
 pub use ingress::ingress;
 pub use service::service;
 
@@ -32,6 +37,8 @@ const PORT_NAME: &str = "http";
 #[derive(Debug, Clone)]
 pub struct Defaults {
     pub image: String,
+    /// The PodDisruptionBudget version the cluster serves.
+    pub pdb: PdbApi,
 }
 
 pub fn labels(cwh: &CommerceWebhook) -> BTreeMap<String, String> {

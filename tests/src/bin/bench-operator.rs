@@ -47,6 +47,7 @@ async fn direct(ns: &TestNamespace, count: usize) -> (Duration, Vec<Duration>) {
     let events = ns.api::<k8s_openapi::api::events::v1::Event>();
     let defaults = Defaults {
         image: e2e::WEBHOOK_IMAGE.to_owned(),
+        pdb: children::PdbApi::v1beta1(),
     };
     let params = PatchParams::apply("bench-direct").force();
     let started = Instant::now();
