@@ -123,8 +123,10 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Colours only on a terminal: in a pod, `kubectl logs` shows plain text.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command.unwrap_or(Command::Run(cli.run)) {

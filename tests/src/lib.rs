@@ -105,14 +105,37 @@ impl TestNamespace {
 }
 
 impl Drop for TestNamespace {
+    /// Deletes the namespace before the test ends, pods included: on a real node,
+    /// pods left behind keep their CPU requests and would starve later tests. The
+    /// test's own runtime is blocked in this drop, so the delete runs on a thread with
+    /// a runtime and a client of its own.
     fn drop(&mut self) {
-        let namespaces: Api<Namespace> = Api::all(self.client.clone());
         let name = self.name.clone();
-        // Best effort, in the background: the runtime may be shutting down.
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                let _ = namespaces.delete(&name, &DeleteParams::background()).await;
-            });
+        let deleted = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async {
+                let client = Client::try_default().await.map_err(|e| e.to_string())?;
+                let namespaces: Api<Namespace> = Api::all(client);
+                namespaces
+                    .delete(&name, &DeleteParams::foreground())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                // Gone once its pods are: wait, bounded, so the node is free again.
+                for _ in 0..600 {
+                    match namespaces.get_opt(&name).await {
+                        Ok(None) => return Ok(()),
+                        _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
+                }
+                Err(format!("namespace {name} still exists after 60 s"))
+            })
+        })
+        .join();
+        if let Ok(Err(error)) = deleted {
+            eprintln!("cleaning up the test namespace: {error}");
         }
     }
 }
