@@ -38,7 +38,7 @@ async fn answers_success_and_short_stock_from_the_embedded_inventory() {
     assert_eq!(
         answer,
         exception(
-            "Not enough stock for MS-02 (requested 3, available 2); MS-03 (requested 1, available 0); UNKNOWN (requested 1, available 0)"
+            "Not enough stock for MS-02 (requested 3, available 2); Not enough stock for MS-03 (requested 1, available 0); Not enough stock for UNKNOWN (requested 1, available 0)"
         )
     );
 }

@@ -45,9 +45,10 @@ impl Service {
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
         let (stop, stopped) = oneshot::channel::<()>();
         let policy = config.shutdown;
+        let limits = config.connections;
         let path = config.webhook_path.clone();
         let task = tokio::spawn(async move {
-            server::serve(listener, state, &path, policy, async {
+            server::serve(listener, state, &path, limits, policy, async {
                 let _ = stopped.await;
             })
             .await
