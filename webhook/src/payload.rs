@@ -942,6 +942,28 @@ mod document_tests {
     use super::*;
 
     #[test]
+    fn quantities_are_read_exactly_from_numbers_and_strings() {
+        let qty = |value: serde_json::Value| {
+            let body = serde_json::json!({"item": {"sku": "A", "qty": value}});
+            parse_check_stock(body.to_string().as_bytes())
+                .unwrap()
+                .items[0]
+                .qty
+        };
+        let exact = |text: &str| Decimal::from_str_exact(text).unwrap();
+        assert_eq!(qty(serde_json::json!(0.1)), exact("0.1"));
+        assert_eq!(
+            qty(serde_json::json!(9007199254740993_u64)),
+            exact("9007199254740993")
+        );
+        assert_eq!(
+            qty(serde_json::json!("9007199254740993.0000")),
+            exact("9007199254740993")
+        );
+        assert_eq!(qty(serde_json::json!("1.0000")).to_string(), "1");
+    }
+
+    #[test]
     fn malformed_json_is_reported_with_its_position() {
         assert_eq!(
             parse_check_stock(b"{\"data\": ").unwrap_err().to_string(),

@@ -86,7 +86,11 @@ async fn an_idle_keep_alive_connection_is_closed() {
     let answer = read_answer(&mut stream, Duration::from_secs(5)).await;
     assert!(answer.ends_with(r#"{"op":"success"}"#), "{answer}");
     let closed = read_to_close(&mut stream, Duration::from_secs(5)).await;
-    assert_eq!(closed.as_deref(), Some(""), "closed once idle, sending nothing");
+    assert_eq!(
+        closed.as_deref(),
+        Some(""),
+        "closed once idle, sending nothing"
+    );
 }
 
 #[tokio::test]
@@ -130,7 +134,9 @@ async fn calls_over_the_in_flight_cap_are_shed_at_once_and_counted() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
     let (_, answer) = service
-        .check(&common::cart(serde_json::json!([{"sku": "MS-01", "qty": 1}])))
+        .check(&common::cart(
+            serde_json::json!([{"sku": "MS-01", "qty": 1}]),
+        ))
         .await;
     assert_eq!(answer, exception(FALLBACK));
     assert!(started.elapsed() < Duration::from_secs(1), "not queued");

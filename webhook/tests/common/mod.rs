@@ -134,6 +134,8 @@ pub enum Behaviour {
     Hang,
     Status(u16),
     Body(&'static str),
+    /// Answers 307 to this URL.
+    Redirect(String),
 }
 
 /// What the stub received, to check the request the webhook makes.
@@ -208,6 +210,9 @@ async fn answer(
             .expect("valid status")
             .into_response(),
         Behaviour::Body(text) => ([("content-type", "application/json")], text).into_response(),
+        Behaviour::Redirect(to) => {
+            (StatusCode::TEMPORARY_REDIRECT, [("location", to.as_str())]).into_response()
+        }
     }
 }
 
