@@ -64,6 +64,18 @@ pub fn references(cwh: &CommerceWebhook) -> Vec<Reference> {
         if let Some(token) = stock.back_office.as_ref().and_then(|b| b.token.as_ref()) {
             refs.push(secret(token));
         }
+        if let Some(ca) = stock
+            .back_office
+            .as_ref()
+            .and_then(|b| b.ca_bundle.as_ref())
+        {
+            refs.extend(ca.secret_key_ref.iter().map(secret));
+            refs.extend(
+                ca.config_map_key_ref
+                    .iter()
+                    .map(|r| Reference::ConfigMap(r.name.clone(), r.key.clone())),
+            );
+        }
     }
     refs.extend(spec.signature_public_key.iter().map(secret));
     refs.extend(spec.auth_token.iter().map(secret));

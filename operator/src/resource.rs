@@ -175,6 +175,10 @@ pub struct BackOfficeSource {
     /// Secret key with a bearer token for the back-office.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<KeyRef>,
+    /// PEM CA certificates trusted for the back-office besides the built-in roots
+    /// (a private CA), from a Secret or ConfigMap key; mounted as a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<InputSource>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -213,10 +213,18 @@ async fn start_webhook(path: &str, extra: &[&str]) -> String {
         .await
         .expect("bind loopback");
     let base = format!("http://{}", listener.local_addr().expect("address"));
-    let policy = config.shutdown;
+    let (limits, policy) = (config.connections, config.shutdown);
     let path = config.webhook_path.clone();
     tokio::spawn(async move {
-        server::serve(listener, state, &path, policy, std::future::pending()).await
+        server::serve(
+            listener,
+            state,
+            &path,
+            limits,
+            policy,
+            std::future::pending(),
+        )
+        .await
     });
     base
 }

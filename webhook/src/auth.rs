@@ -57,7 +57,9 @@ impl Authenticator {
             .transpose()?
             .map(VerifyingKey::<Sha256>::new);
         Ok(Authenticator {
-            token_digest: token.map(|t| Sha256::digest(t.expose_secret().as_bytes()).into()),
+            // Trimmed like the presented token: a token read from a Secret file
+            // usually ends in a newline, which no header can carry.
+            token_digest: token.map(|t| Sha256::digest(t.expose_secret().trim().as_bytes()).into()),
             signature_key,
         })
     }
@@ -70,19 +72,28 @@ impl Authenticator {
         self.token_digest.is_some()
     }
 
-    /// Verifies the headers of a call against its raw body.
-    pub fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), AuthError> {
-        if let Some(expected) = &self.token_digest {
-            let presented = headers
-                .get(AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .ok_or(AuthError::MissingToken)?;
-            let presented: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
-            if !bool::from(presented.ct_eq(expected)) {
-                return Err(AuthError::WrongToken);
-            }
+    /// Checks the bearer token, which needs only the headers: done before the body
+    /// is read. The scheme is case-insensitive (RFC 9110), the token trimmed.
+    pub fn verify_token(&self, headers: &HeaderMap) -> Result<(), AuthError> {
+        let Some(expected) = &self.token_digest else {
+            return Ok(());
+        };
+        let presented = headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim_start().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .ok_or(AuthError::MissingToken)?;
+        let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        if !bool::from(presented.ct_eq(expected)) {
+            return Err(AuthError::WrongToken);
         }
+        Ok(())
+    }
+
+    /// Checks Commerce's signature of the raw body, when one is required.
+    pub fn verify_signature(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), AuthError> {
         if let Some(key) = &self.signature_key {
             let header = headers
                 .get(SIGNATURE_HEADER)
@@ -114,21 +125,46 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
+    fn with_token(configured: &str, header: &str) -> Result<(), AuthError> {
+        let auth = Authenticator::new(Some(SecretString::from(configured)), None).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, HeaderValue::from_str(header).unwrap());
+        auth.verify_token(&headers)
+    }
+
     #[test]
     fn token_must_match_exactly() {
-        let auth = Authenticator::new(Some(SecretString::from("t0ken")), None).unwrap();
-        let with = |value: &str| {
-            let mut headers = HeaderMap::new();
-            headers.insert(AUTHORIZATION, HeaderValue::from_str(value).unwrap());
-            auth.verify(&headers, b"{}")
-        };
-        assert_eq!(with("Bearer t0ken"), Ok(()));
-        assert_eq!(with("Bearer t0ke"), Err(AuthError::WrongToken));
-        assert_eq!(with("Basic t0ken"), Err(AuthError::MissingToken));
+        assert_eq!(with_token("t0ken", "Bearer t0ken"), Ok(()));
         assert_eq!(
-            auth.verify(&HeaderMap::new(), b"{}"),
+            with_token("t0ken", "Bearer t0ke"),
+            Err(AuthError::WrongToken)
+        );
+        assert_eq!(
+            with_token("t0ken", "Basic t0ken"),
             Err(AuthError::MissingToken)
         );
+        assert_eq!(
+            with_token("t0ken", "Bearert0ken"),
+            Err(AuthError::MissingToken)
+        );
+        let auth = Authenticator::new(Some(SecretString::from("t0ken")), None).unwrap();
+        assert_eq!(
+            auth.verify_token(&HeaderMap::new()),
+            Err(AuthError::MissingToken)
+        );
+    }
+
+    #[test]
+    fn a_token_read_from_a_file_ending_in_a_newline_matches() {
+        assert_eq!(with_token("t0ken\n", "Bearer t0ken"), Ok(()));
+        assert_eq!(with_token("t0ken\r\n", "Bearer t0ken"), Ok(()));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for header in ["bearer t0ken", "BEARER t0ken", "BeArEr t0ken"] {
+            assert_eq!(with_token("t0ken", header), Ok(()), "{header}");
+        }
     }
 
     #[test]
@@ -146,6 +182,10 @@ mod tests {
     fn nothing_configured_lets_everything_through() {
         let auth = Authenticator::new(None, None).unwrap();
         assert!(!auth.requires_signature() && !auth.requires_token());
-        assert_eq!(auth.verify(&HeaderMap::new(), b"anything"), Ok(()));
+        assert_eq!(auth.verify_token(&HeaderMap::new()), Ok(()));
+        assert_eq!(
+            auth.verify_signature(&HeaderMap::new(), b"anything"),
+            Ok(())
+        );
     }
 }

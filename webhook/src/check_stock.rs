@@ -8,18 +8,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
-use http_body_util::LengthLimitError;
+use http_body_util::BodyExt;
 use thiserror::Error;
+use tokio::sync::Semaphore;
 
 use crate::answers::{Answers, FailurePolicy};
 use crate::auth::{AuthError, Authenticator};
 use crate::deadline;
 use crate::metrics::{Metrics, RequestOutcome};
 use crate::operation::Operation;
-use crate::payload::{PayloadError, parse_check_stock};
+use crate::payload::{Echo, PayloadError, parse_check_stock};
 use crate::stock::{Shortage, StockError, StockSource, shortages};
 
 /// Why a request was not understood. Answered as an exception with this text.
@@ -33,6 +34,19 @@ pub enum RequestError {
     ContentType(String),
     #[error(transparent)]
     Payload(#[from] PayloadError),
+    #[error("the cart has {lines} lines; at most {max} are checked per call")]
+    TooManyLines { lines: usize, max: usize },
+}
+
+/// What bounds the work of one call and of all calls at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Hard deadline for the whole answer, reading the body included.
+    pub deadline: Duration,
+    pub max_body_bytes: usize,
+    pub max_cart_lines: usize,
+    /// Calls answered at once; one more is refused at once rather than queued.
+    pub max_in_flight: usize,
 }
 
 /// What was decided about one call, before it is put in Commerce's words.
@@ -44,62 +58,103 @@ enum Outcome {
     Unauthorized(AuthError),
     SourceFailed(StockError),
     DeadlineExceeded,
+    Overloaded,
 }
 
 /// Answers check-stock calls.
 pub struct CheckStock {
-    pub source: Arc<dyn StockSource>,
-    pub auth: Authenticator,
-    pub answers: Answers,
-    pub deadline: Duration,
-    pub max_body_bytes: usize,
-    pub metrics: Metrics,
+    source: Arc<dyn StockSource>,
+    auth: Authenticator,
+    answers: Answers,
+    limits: Limits,
+    metrics: Metrics,
+    /// One permit per call being answered, up to `limits.max_in_flight`.
+    in_flight: Semaphore,
 }
 
 impl CheckStock {
+    pub fn new(
+        source: Arc<dyn StockSource>,
+        auth: Authenticator,
+        answers: Answers,
+        limits: Limits,
+        metrics: Metrics,
+    ) -> Self {
+        CheckStock {
+            source,
+            auth,
+            answers,
+            limits,
+            metrics,
+            in_flight: Semaphore::new(limits.max_in_flight),
+        }
+    }
+
+    /// The stock source, for readiness.
+    pub fn source(&self) -> &dyn StockSource {
+        &*self.source
+    }
+
     pub async fn answer(&self, headers: &HeaderMap, body: Body) -> Operation {
         let started = Instant::now();
-        let outcome = match self.read_body(headers, body).await {
-            Err(rejected) => rejected,
-            // The deadline counts from the request's arrival. Reading the body stays
-            // outside it: the body is pending on its first poll, and a timer armed
-            // for every call would cost a cross-core wake-up each (see `deadline`).
-            Ok(body) => deadline::within(started + self.deadline, self.decide(headers, &body))
-                .await
-                .unwrap_or(Outcome::DeadlineExceeded),
+        // Over the cap, a call is refused before anything of it is read: waiting
+        // in a queue would only make Commerce's add-to-cart wait longer, and every
+        // body read holds memory.
+        let outcome = match self.in_flight.try_acquire() {
+            Ok(_permit) => self.check(headers, body, started).await,
+            Err(_) => Outcome::Overloaded,
         };
         let (label, operation) = self.to_operation(outcome);
         self.metrics.observe_request(label, started.elapsed());
         operation
     }
 
-    /// The raw body, if it is JSON and within the size limit.
-    async fn read_body(&self, headers: &HeaderMap, body: Body) -> Result<Bytes, Outcome> {
-        check_content_type(headers).map_err(Outcome::Rejected)?;
-        axum::body::to_bytes(body, self.max_body_bytes)
-            .await
-            .map_err(|error| Outcome::Rejected(self.body_error(error)))
-    }
-
-    async fn decide(&self, headers: &HeaderMap, body: &Bytes) -> Outcome {
-        if let Err(error) = self.auth.verify(headers, body) {
+    /// The checks that need only the headers come first: a caller without the
+    /// token cannot make the service read (and buffer) a byte of its body. The
+    /// rest, the body included, runs under the deadline counted from the call's
+    /// arrival, so that a body trickled in slowly is cut like a slow back-office.
+    async fn check(&self, headers: &HeaderMap, body: Body, started: Instant) -> Outcome {
+        if let Err(error) = self.auth.verify_token(headers) {
             return Outcome::Unauthorized(error);
         }
-        let request = match parse_check_stock(body) {
+        if let Err(error) = check_content_type(headers) {
+            return Outcome::Rejected(error);
+        }
+        deadline::within(started + self.limits.deadline, self.decide(headers, body))
+            .await
+            .unwrap_or(Outcome::DeadlineExceeded)
+    }
+
+    async fn decide(&self, headers: &HeaderMap, body: Body) -> Outcome {
+        let body = match read_body(body, self.limits.max_body_bytes).await {
+            Ok(body) => body,
+            Err(error) => return Outcome::Rejected(error),
+        };
+        if let Err(error) = self.auth.verify_signature(headers, &body) {
+            return Outcome::Unauthorized(error);
+        }
+        let request = match parse_check_stock(&body) {
             Ok(request) => request,
             Err(error) => return Outcome::Rejected(error.into()),
         };
+        drop(body);
+        if request.items.len() > self.limits.max_cart_lines {
+            return Outcome::Rejected(RequestError::TooManyLines {
+                lines: request.items.len(),
+                max: self.limits.max_cart_lines,
+            });
+        }
         if let Some(product) = &request.unchecked {
             // Its stocked child is not in this event: blocking would refuse the
             // product whatever the stock. The README says to pick the other event.
-            tracing::warn!(sku = %product.sku, product_type = %product.product_type, "composite product let through unchecked: use observer.sales_quote_item_save_before to check it");
+            tracing::warn!(sku = %Echo(&product.sku), product_type = %Echo(&product.product_type), "composite product let through unchecked: use observer.sales_quote_item_save_before to check it");
             return Outcome::InStock;
         }
         match self.source.availability(&request).await {
             Ok(availability) => {
                 let short = shortages(&request, &availability);
                 tracing::debug!(
-                    cart_id = request.cart_id.as_deref().unwrap_or(""),
+                    cart_id = %Echo(request.cart_id.as_deref().unwrap_or("")),
                     items = request.items.len(),
                     short = short.len(),
                     "stock checked"
@@ -114,17 +169,6 @@ impl CheckStock {
         }
     }
 
-    fn body_error(&self, error: axum::Error) -> RequestError {
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
-        while let Some(current) = cause {
-            if current.is::<LengthLimitError>() {
-                return RequestError::BodyTooLarge(self.max_body_bytes);
-            }
-            cause = current.source();
-        }
-        RequestError::BodyUnreadable(error)
-    }
-
     /// The Commerce operation for an outcome, and its label for metrics.
     fn to_operation(&self, outcome: Outcome) -> (RequestOutcome, Operation) {
         let exception =
@@ -133,7 +177,7 @@ impl CheckStock {
             Outcome::InStock => (RequestOutcome::Success, Operation::Success),
             Outcome::OutOfStock(short) => (
                 RequestOutcome::OutOfStock,
-                exception(shortage_message(&short)),
+                exception(self.shortage_message(&short)),
             ),
             Outcome::Rejected(error) => {
                 tracing::info!(%error, "rejected a check-stock call");
@@ -157,7 +201,7 @@ impl CheckStock {
                 )
             }
             Outcome::DeadlineExceeded => {
-                tracing::warn!(deadline_ms = self.deadline.as_millis() as u64, policy = ?self.answers.on_error, "no stock answer before the deadline");
+                tracing::warn!(deadline_ms = self.limits.deadline.as_millis() as u64, policy = ?self.answers.on_error, "no stock answer before the deadline");
                 self.on_failure(
                     (
                         RequestOutcome::DeadlineAllowed,
@@ -166,7 +210,36 @@ impl CheckStock {
                     exception,
                 )
             }
+            Outcome::Overloaded => {
+                tracing::debug!(
+                    max_in_flight = self.limits.max_in_flight,
+                    "refused a call: too many in flight"
+                );
+                (
+                    RequestOutcome::Overloaded,
+                    exception(self.answers.fallback_message.clone()),
+                )
+            }
         }
+    }
+
+    /// The shopper's message: the configured template for each short SKU (the
+    /// SKU as an [`Echo`]), joined with `; `.
+    fn shortage_message(&self, short: &[Shortage]) -> String {
+        let mut message = String::new();
+        for (index, shortage) in short.iter().enumerate() {
+            if index > 0 {
+                message.push_str("; ");
+            }
+            // Writing to a String cannot fail.
+            let _ = self.answers.shortage_message.render(
+                &mut message,
+                Echo(&shortage.sku),
+                shortage.requested,
+                shortage.available,
+            );
+        }
+        message
     }
 
     /// Applies the failure policy; the outcomes are the ones to count if allowed or denied.
@@ -196,48 +269,67 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), RequestError> {
     if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
         Ok(())
     } else {
-        Err(RequestError::ContentType(format!(
-            "'{}'",
-            text.chars().take(80).collect::<String>()
-        )))
+        Err(RequestError::ContentType(format!("'{}'", Echo(text))))
     }
 }
 
-/// `Not enough stock for MS-02 (requested 3, available 2); MS-03 (requested 1, available 0)`
-pub(crate) fn shortage_message(short: &[Shortage]) -> String {
-    let lines: Vec<String> = short
-        .iter()
-        .map(|s| {
-            format!(
-                "{} (requested {}, available {})",
-                s.sku, s.requested, s.available
-            )
-        })
-        .collect();
-    format!("Not enough stock for {}", lines.join("; "))
+/// The body, collected into one buffer that never grows past `limit`: it starts
+/// at the announced length (if within the limit) and doubles up to the limit, so
+/// a body sent in many small chunks costs its size, not a buffer per chunk.
+async fn read_body(mut body: Body, limit: usize) -> Result<Vec<u8>, RequestError> {
+    use axum::body::HttpBody as _;
+    let announced = body.size_hint().lower();
+    if announced > limit as u64 {
+        return Err(RequestError::BodyTooLarge(limit));
+    }
+    let mut buffer = Vec::with_capacity(announced as usize);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(RequestError::BodyUnreadable)?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers carry nothing check-stock reads
+        };
+        let needed = buffer.len() + data.len();
+        if needed > limit {
+            return Err(RequestError::BodyTooLarge(limit));
+        }
+        if needed > buffer.capacity() {
+            let grown = needed.max(buffer.capacity() * 2).max(4096).min(limit);
+            buffer.reserve_exact(grown - buffer.len());
+        }
+        buffer.extend_from_slice(&data);
+    }
+    Ok(buffer)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_core::Stream;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
 
-    #[test]
-    fn shortage_message_names_each_sku_with_quantities() {
-        let message = shortage_message(&[
-            Shortage {
-                sku: "MS-02".into(),
-                requested: 3.0,
-                available: 2.0,
-            },
-            Shortage {
-                sku: "MS-03".into(),
-                requested: 1.5,
-                available: 0.0,
-            },
-        ]);
-        assert_eq!(
-            message,
-            "Not enough stock for MS-02 (requested 3, available 2); MS-03 (requested 1.5, available 0)"
-        );
+    /// A body of `n` one-byte chunks.
+    struct Trickle(usize);
+
+    impl Stream for Trickle {
+        type Item = Result<axum::body::Bytes, std::io::Error>;
+        fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            if self.0 == 0 {
+                return Poll::Ready(None);
+            }
+            self.0 -= 1;
+            Poll::Ready(Some(Ok(axum::body::Bytes::from_static(b"x"))))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_in_one_byte_chunks_is_one_buffer_bounded_by_the_limit() {
+        let body = read_body(Body::from_stream(Trickle(10_000)), 16_384)
+            .await
+            .unwrap();
+        assert_eq!(body.len(), 10_000);
+        assert!(body.capacity() <= 16_384, "capacity {}", body.capacity());
+        let over = read_body(Body::from_stream(Trickle(16_385)), 16_384).await;
+        assert!(matches!(over, Err(RequestError::BodyTooLarge(16_384))));
     }
 }

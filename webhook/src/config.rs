@@ -10,10 +10,11 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 use thiserror::Error;
 
-use crate::answers::Answers;
+use crate::answers::{Answers, ShortageMessage, TemplateError};
 use crate::auth::{AuthError, Authenticator};
+use crate::check_stock::Limits;
 use crate::contract::{Args, var};
-use crate::server::ShutdownPolicy;
+use crate::server::{ConnectionLimits, ShutdownPolicy};
 use crate::stock::backoffice::BackOfficeSettings;
 use crate::stock::inventory::InventoryError;
 
@@ -31,6 +32,22 @@ pub enum ConfigError {
     LogLevel(#[source] tracing_subscriber::filter::ParseError),
     #[error("{var}: must not be empty when set", var = var::WEBHOOK_AUTH_TOKEN)]
     EmptyAuthToken,
+    #[error("{var}: {0}", var = var::SHORTAGE_MESSAGE)]
+    ShortageMessage(#[from] TemplateError),
+    #[error("{var}: cannot read {path}: {source}", var = var::BACKOFFICE_CA_FILE)]
+    CaFileRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{var}: {path} holds no PEM certificate: {source}", var = var::BACKOFFICE_CA_FILE)]
+    CaFileInvalid {
+        path: PathBuf,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{var}: {path} holds no PEM certificate", var = var::BACKOFFICE_CA_FILE)]
+    CaFileEmpty { path: PathBuf },
 }
 
 /// Where stock levels come from, in order of precedence.
@@ -54,10 +71,16 @@ pub struct Config {
     pub stock: StockConfig,
     pub auth: Authenticator,
     pub answers: Answers,
-    /// Hard deadline for the whole answer.
-    pub deadline: Duration,
-    pub max_body_bytes: usize,
+    pub limits: Limits,
+    pub connections: ConnectionLimits,
+    /// `/readyz` fails while the stock source is stale.
+    pub stale_not_ready: bool,
     pub shutdown: ShutdownPolicy,
+}
+
+/// A count from the command line, as a `usize` (saturating on 32-bit targets).
+fn count(value: u64) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
 }
 
 impl Config {
@@ -72,9 +95,20 @@ impl Config {
                 on_error: args.backoffice_on_error,
                 fallback_message: args.fallback_error_message.clone(),
                 exception_type: args.exception_type.clone().filter(|t| !t.is_empty()),
+                shortage_message: ShortageMessage::parse(&args.shortage_message)?,
             },
-            deadline,
-            max_body_bytes: usize::try_from(args.max_body_bytes).unwrap_or(usize::MAX),
+            limits: Limits {
+                deadline,
+                max_body_bytes: count(args.max_body_bytes),
+                max_cart_lines: count(args.max_cart_lines),
+                // The semaphore's own maximum is far above any sensible value.
+                max_in_flight: count(args.max_in_flight).min(tokio::sync::Semaphore::MAX_PERMITS),
+            },
+            connections: ConnectionLimits {
+                header_timeout: Duration::from_millis(args.header_timeout_ms),
+                max_connections: count(args.max_connections),
+            },
+            stale_not_ready: args.inventory_stale_not_ready,
             shutdown: ShutdownPolicy {
                 drain: Duration::from_millis(args.shutdown_drain_ms),
                 timeout: Duration::from_millis(args.shutdown_timeout_ms),
@@ -92,6 +126,11 @@ fn stock(args: &Args, deadline: Duration) -> Result<StockConfig, ConfigError> {
             url: url.clone(),
             token: args.backoffice_token.clone(),
             timeout: Duration::from_millis(args.backoffice_timeout_ms),
+            proxy: args.backoffice_proxy.clone(),
+            extra_roots: match &args.backoffice_ca_file {
+                Some(path) => ca_bundle(path)?,
+                None => Vec::new(),
+            },
         };
         if settings.timeout >= deadline {
             tracing::warn!(
@@ -113,9 +152,30 @@ fn stock(args: &Args, deadline: Duration) -> Result<StockConfig, ConfigError> {
     Ok(StockConfig::Sample)
 }
 
+/// The certificates of a PEM bundle; a file with none is refused rather than
+/// silently trusting only the built-in roots.
+fn ca_bundle(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, ConfigError> {
+    let pem = std::fs::read(path).map_err(|source| ConfigError::CaFileRead {
+        path: path.to_owned(),
+        source,
+    })?;
+    let roots = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
+        ConfigError::CaFileInvalid {
+            path: path.to_owned(),
+            source,
+        }
+    })?;
+    if roots.is_empty() {
+        return Err(ConfigError::CaFileEmpty {
+            path: path.to_owned(),
+        });
+    }
+    Ok(roots)
+}
+
 fn authenticator(args: &Args) -> Result<Authenticator, ConfigError> {
     let token = match &args.webhook_auth_token {
-        Some(token) if token.expose_secret().is_empty() => {
+        Some(token) if token.expose_secret().trim().is_empty() => {
             return Err(ConfigError::EmptyAuthToken);
         }
         other => other.clone(),
@@ -160,5 +220,35 @@ mod tests {
         );
         let empty = config(&["--webhook-auth-token", ""]).err();
         assert!(matches!(empty, Some(ConfigError::EmptyAuthToken)));
+        let newline = config(&["--webhook-auth-token", "\n"]).err();
+        assert!(matches!(newline, Some(ConfigError::EmptyAuthToken)));
+        let template = config(&["--shortage-message", "{stock} left"]).err();
+        assert!(
+            template.is_some_and(|e| e.to_string().starts_with("SHORTAGE_MESSAGE: ")),
+            "an unknown placeholder is refused"
+        );
+    }
+
+    #[test]
+    fn the_ca_bundle_must_hold_a_certificate() {
+        let url = ["--backoffice-url", "https://erp.example/stock"];
+        let empty = tempfile::NamedTempFile::new().unwrap();
+        let path = empty.path().to_str().unwrap();
+        let error = config(&[url[0], url[1], "--backoffice-ca-file", path]).err();
+        assert!(
+            matches!(error, Some(ConfigError::CaFileEmpty { .. })),
+            "{error:?}"
+        );
+        let error = config(&[url[0], url[1], "--backoffice-ca-file", "/nonexistent.pem"]).err();
+        assert!(error.is_some_and(|e| e.to_string().starts_with("BACKOFFICE_CA_FILE: ")));
+        let ca = format!(
+            "{}/tests/fixtures/backoffice-ca.pem",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let config = config(&[url[0], url[1], "--backoffice-ca-file", &ca]).unwrap();
+        let StockConfig::BackOffice(settings) = config.stock else {
+            panic!("the back-office is the source");
+        };
+        assert_eq!(settings.extra_roots.len(), 1);
     }
 }

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use clap::{CommandFactory, Parser, ValueEnum};
 use url::Url;
 
-pub use crate::answers::FailurePolicy;
+pub use crate::answers::{DEFAULT_SHORTAGE_MESSAGE, FailurePolicy};
 /// The type of the secret arguments, and how to read one.
 pub use secrecy::{ExposeSecret, SecretString};
 
@@ -39,10 +39,18 @@ pub mod var {
     pub const WEBHOOK_AUTH_TOKEN: &str = "WEBHOOK_AUTH_TOKEN";
     pub const SHUTDOWN_DRAIN_MS: &str = "SHUTDOWN_DRAIN_MS";
     pub const SHUTDOWN_TIMEOUT_MS: &str = "SHUTDOWN_TIMEOUT_MS";
+    pub const HEADER_TIMEOUT_MS: &str = "HEADER_TIMEOUT_MS";
+    pub const MAX_CONNECTIONS: &str = "MAX_CONNECTIONS";
+    pub const MAX_IN_FLIGHT: &str = "MAX_IN_FLIGHT";
+    pub const MAX_CART_LINES: &str = "MAX_CART_LINES";
+    pub const SHORTAGE_MESSAGE: &str = "SHORTAGE_MESSAGE";
+    pub const BACKOFFICE_PROXY: &str = "BACKOFFICE_PROXY";
+    pub const BACKOFFICE_CA_FILE: &str = "BACKOFFICE_CA_FILE";
+    pub const INVENTORY_STALE_NOT_READY: &str = "INVENTORY_STALE_NOT_READY";
 
     /// Every variable above, for whoever must know which names the webhook owns
     /// (a test checks this list against [`super::Args`]).
-    pub const ALL: [&str; 19] = [
+    pub const ALL: [&str; 27] = [
         PORT,
         BIND_ADDRESS,
         WEBHOOK_PATH,
@@ -62,6 +70,14 @@ pub mod var {
         WEBHOOK_AUTH_TOKEN,
         SHUTDOWN_DRAIN_MS,
         SHUTDOWN_TIMEOUT_MS,
+        HEADER_TIMEOUT_MS,
+        MAX_CONNECTIONS,
+        MAX_IN_FLIGHT,
+        MAX_CART_LINES,
+        SHORTAGE_MESSAGE,
+        BACKOFFICE_PROXY,
+        BACKOFFICE_CA_FILE,
+        INVENTORY_STALE_NOT_READY,
     ];
 }
 
@@ -123,12 +139,23 @@ pub struct Args {
     /// How often the inventory file is checked for changes.
     #[arg(long, env = var::INVENTORY_RELOAD_MS, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub inventory_reload_ms: u64,
+    /// Report not ready while the inventory file's last reload failed (the last
+    /// good inventory is still served either way).
+    #[arg(long, env = var::INVENTORY_STALE_NOT_READY, default_value_t = false, action = clap::ArgAction::Set)]
+    pub inventory_stale_not_ready: bool,
     /// Back-office stock endpoint; when set, it is the stock source.
     #[arg(long, env = var::BACKOFFICE_URL)]
     pub backoffice_url: Option<Url>,
     /// Bearer token sent to the back-office.
     #[arg(long, env = var::BACKOFFICE_TOKEN, hide_env_values = true, value_parser = parse_secret)]
     pub backoffice_token: Option<SecretString>,
+    /// Proxy for the back-office calls (http, https or socks5 URL). Without it no
+    /// proxy is used, whatever HTTPS_PROXY-like variables say.
+    #[arg(long, env = var::BACKOFFICE_PROXY)]
+    pub backoffice_proxy: Option<Url>,
+    /// PEM file of CA certificates trusted for the back-office, besides the built-in roots.
+    #[arg(long, env = var::BACKOFFICE_CA_FILE)]
+    pub backoffice_ca_file: Option<PathBuf>,
     /// Timeout of one back-office call.
     #[arg(long, env = var::BACKOFFICE_TIMEOUT_MS, default_value_t = u64::from(DEFAULT_BACKOFFICE_TIMEOUT_MS), value_parser = clap::value_parser!(u64).range(1..))]
     pub backoffice_timeout_ms: u64,
@@ -145,9 +172,29 @@ pub struct Args {
     /// Hard deadline for the whole answer, whatever the back-office does.
     #[arg(long, env = var::REQUEST_DEADLINE_MS, default_value_t = u64::from(DEFAULT_REQUEST_DEADLINE_MS), value_parser = clap::value_parser!(u64).range(1..))]
     pub request_deadline_ms: u64,
-    /// Largest request body accepted.
-    #[arg(long, env = var::MAX_BODY_BYTES, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Largest request body accepted. Bodies being read take at most
+    /// MAX_IN_FLIGHT times this much memory.
+    #[arg(long, env = var::MAX_BODY_BYTES, default_value_t = 256 << 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_body_bytes: u64,
+    /// Most cart lines checked in one call; a larger cart is refused with an exception.
+    #[arg(long, env = var::MAX_CART_LINES, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_cart_lines: u64,
+    /// Most calls answered at once; one more is refused at once with an exception
+    /// (counted as `overloaded`) instead of waiting.
+    #[arg(long, env = var::MAX_IN_FLIGHT, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_in_flight: u64,
+    /// Most connections open at once; one more is closed on arrival.
+    #[arg(long, env = var::MAX_CONNECTIONS, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+    /// How long a connection may take to send a whole request head, counted from
+    /// when it opens or its previous answer was sent: closes slow-header and idle
+    /// keep-alive connections alike.
+    #[arg(long, env = var::HEADER_TIMEOUT_MS, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_ms: u64,
+    /// The shopper's message for each short SKU; {sku}, {requested} and {available}
+    /// are optional placeholders (leave {available} out to keep stock levels private).
+    #[arg(long, env = var::SHORTAGE_MESSAGE, default_value = DEFAULT_SHORTAGE_MESSAGE)]
+    pub shortage_message: String,
     /// PEM public key from the Commerce Admin; when set, every call must be signed.
     #[arg(
         long,

@@ -56,6 +56,7 @@ async fn run(args: &Args) -> Result<(), RunError> {
         listener,
         state,
         &config.webhook_path,
+        config.connections,
         config.shutdown,
         shutdown_signal(),
     )

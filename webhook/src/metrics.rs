@@ -7,6 +7,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -28,10 +29,12 @@ pub enum RequestOutcome {
     SourceErrorDenied,
     DeadlineAllowed,
     DeadlineDenied,
+    /// Refused at once because `MAX_IN_FLIGHT` calls were already being answered.
+    Overloaded,
 }
 
 impl RequestOutcome {
-    const ALL: [RequestOutcome; 8] = [
+    const ALL: [RequestOutcome; 9] = [
         RequestOutcome::Success,
         RequestOutcome::OutOfStock,
         RequestOutcome::InvalidRequest,
@@ -40,6 +43,7 @@ impl RequestOutcome {
         RequestOutcome::SourceErrorDenied,
         RequestOutcome::DeadlineAllowed,
         RequestOutcome::DeadlineDenied,
+        RequestOutcome::Overloaded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -52,6 +56,7 @@ impl RequestOutcome {
             RequestOutcome::SourceErrorDenied => "source_error_denied",
             RequestOutcome::DeadlineAllowed => "deadline_allowed",
             RequestOutcome::DeadlineDenied => "deadline_denied",
+            RequestOutcome::Overloaded => "overloaded",
         }
     }
 }
@@ -87,6 +92,8 @@ struct Inner {
     backoffice_duration: Histogram,
     backoffice_failures: Family<ReasonLabels, Counter>,
     source_failures: Family<SourceFailureLabels, Counter>,
+    connections_refused: Counter,
+    inventory_stale: Gauge,
 }
 
 impl Default for Metrics {
@@ -122,6 +129,18 @@ impl Default for Metrics {
             "stock source calls that failed, by source and kind of error",
             source_failures.clone(),
         );
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "connections closed on arrival because MAX_CONNECTIONS were open",
+            connections_refused.clone(),
+        );
+        let inventory_stale = Gauge::default();
+        registry.register(
+            "inventory_stale",
+            "1 while the last reload of the inventory file failed (the last good one is served)",
+            inventory_stale.clone(),
+        );
         let requests = RequestOutcome::ALL.map(|outcome| {
             requests
                 .get_or_create(&OutcomeLabels {
@@ -137,6 +156,8 @@ impl Default for Metrics {
                 backoffice_duration,
                 backoffice_failures,
                 source_failures,
+                connections_refused,
+                inventory_stale,
             }),
         }
     }
@@ -167,6 +188,14 @@ impl Metrics {
             .source_failures
             .get_or_create(&SourceFailureLabels { source, kind })
             .inc();
+    }
+
+    pub fn observe_connection_refused(&self) {
+        self.inner.connections_refused.inc();
+    }
+
+    pub fn set_inventory_stale(&self, stale: bool) {
+        self.inner.inventory_stale.set(i64::from(stale));
     }
 
     /// The OpenMetrics text exposition.

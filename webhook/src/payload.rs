@@ -29,6 +29,10 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Number;
 use thiserror::Error;
 
+/// Quantities: exact decimals, so that `0.1 + 0.2` is `0.3` and `2^53 + 1` stays
+/// itself (an `f64` gets both wrong, and a cart then shows a shortage that is not).
+pub use rust_decimal::Decimal;
+
 /// The parameters the reference action requires, in the order it reports them.
 const REQUIRED: [&str; 2] = ["data.cart_id", "data.items"];
 
@@ -54,7 +58,7 @@ pub struct CheckStockRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestedItem {
     pub sku: String,
-    pub qty: f64,
+    pub qty: Decimal,
 }
 
 /// A composite product added through `observer.checkout_cart_product_add_before`.
@@ -121,7 +125,7 @@ pub fn parse_check_stock(body: &[u8]) -> Result<CheckStockRequest, PayloadError>
     // A field-selected form, renamed like Adobe's examples: no `data` wrapper.
     event("", body.product, body.info, body.item).unwrap_or_else(|| {
         let event_name = match body.event_name {
-            Some(Node::Str(name)) => Some(name.chars().take(80).collect()),
+            Some(Node::Str(name)) => Some(Echo(&name).to_string()),
             _ => None,
         };
         Err(PayloadError::UnknownShape(event_name))
@@ -155,7 +159,7 @@ fn product_add(
     let sku = required_sku(product.sku, || path("product.sku"))?;
     let qty = match info.qty.filter(|qty| !qty.is_blank()) {
         // Commerce adds one when the request names no quantity.
-        None => 1.0,
+        None => Decimal::ONE,
         Some(qty) => positive(qty, || path("info.qty"))?,
     };
     let product_type = match product.type_id {
@@ -332,7 +336,7 @@ fn sku_string(value: Node<'_>, path: impl FnOnce() -> String) -> Result<String, 
     }
 }
 
-fn positive(value: Node<'_>, path: impl FnOnce() -> String) -> Result<f64, PayloadError> {
+fn positive(value: Node<'_>, path: impl FnOnce() -> String) -> Result<Decimal, PayloadError> {
     positive_number(&value).ok_or_else(|| invalid(path(), "a positive number", &value))
 }
 
@@ -344,21 +348,59 @@ fn invalid(path: String, expected: &'static str, got: &Node<'_>) -> PayloadError
     }
 }
 
-/// A positive finite number, given as a JSON number or a numeric string (`"1.0000"`).
-fn positive_number(value: &Node<'_>) -> Option<f64> {
+/// A positive number, given as a JSON number or a numeric string (`"1.0000"`, how
+/// Commerce sends its `decimal(12,4)` columns), read exactly: a string from its
+/// digits, an integer as itself, and a JSON fraction from the shortest text that
+/// reads back as the same `f64` (what was written, for up to 15 significant digits).
+/// Normalised, so that `"2.0000"` is shown as `2`.
+fn positive_number(value: &Node<'_>) -> Option<Decimal> {
     let n = match value {
-        Node::Number(n) => n.as_f64()?,
-        Node::Str(s) => s.trim().parse::<f64>().ok()?,
+        Node::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+            (Some(u), _, _) => Decimal::from(u),
+            (None, Some(i), _) => Decimal::from(i),
+            (None, None, Some(f)) => Decimal::from_str_exact(&f.to_string()).ok()?,
+            (None, None, None) => return None,
+        },
+        Node::Str(s) => Decimal::from_str_exact(s.trim()).ok()?,
         _ => return None,
     };
-    (n.is_finite() && n > 0.0).then_some(n)
+    (n > Decimal::ZERO).then(|| n.normalize())
 }
 
 fn item_label(item_id: Option<&Node<'_>>) -> String {
     match item_id {
-        Some(Node::Str(id)) if !id.is_empty() => format!(" (item_id {id})"),
+        Some(Node::Str(id)) if !id.is_empty() => format!(" (item_id {})", Echo(id)),
         Some(Node::Number(id)) => format!(" (item_id {id})"),
         _ => String::new(),
+    }
+}
+
+/// The most characters of a value sent by the caller that are repeated in an
+/// answer or a log line (Commerce's own SKUs are at most 64).
+pub const ECHO_MAX_CHARS: usize = 64;
+
+/// A value sent by the caller, as it may be repeated to the shopper and in logs:
+/// at most [`ECHO_MAX_CHARS`] characters (then `…`), with control characters,
+/// invisible and bidirectional formatting characters, quotes and backslashes
+/// escaped, so that it can neither forge log lines nor hide or reorder text.
+#[derive(Debug, Clone, Copy)]
+pub struct Echo<'a>(pub &'a str);
+
+impl fmt::Display for Echo<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use fmt::Write;
+        for (index, c) in self.0.chars().enumerate() {
+            if index == ECHO_MAX_CHARS {
+                return f.write_char('…');
+            }
+            let hidden = matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}');
+            if c.is_control() || hidden || c == '"' || c == '\\' {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -486,7 +528,7 @@ impl fmt::Display for Node<'_> {
             Node::Null => "null".to_owned(),
             Node::Bool(b) => b.to_string(),
             Node::Number(n) => n.to_string(),
-            Node::Str(s) => serde_json::Value::String(s.to_string()).to_string(),
+            Node::Str(s) => format!("\"{}\"", Echo(s)),
             Node::EmptyArray => "an empty array".to_owned(),
             Node::Array => "an array".to_owned(),
             Node::Object => "an object".to_owned(),
@@ -651,7 +693,7 @@ mod tests {
     fn one(sku: &str, qty: f64) -> Vec<RequestedItem> {
         vec![RequestedItem {
             sku: sku.into(),
-            qty,
+            qty: Decimal::try_from(qty).unwrap().normalize(),
         }]
     }
 
@@ -711,11 +753,11 @@ mod tests {
             vec![
                 RequestedItem {
                     sku: "MS-01".into(),
-                    qty: 2.0
+                    qty: Decimal::TWO
                 },
                 RequestedItem {
                     sku: "MS-02".into(),
-                    qty: 1.5
+                    qty: Decimal::new(15, 1)
                 }
             ]
         );
@@ -898,6 +940,28 @@ mod tests {
 #[cfg(test)]
 mod document_tests {
     use super::*;
+
+    #[test]
+    fn quantities_are_read_exactly_from_numbers_and_strings() {
+        let qty = |value: serde_json::Value| {
+            let body = serde_json::json!({"item": {"sku": "A", "qty": value}});
+            parse_check_stock(body.to_string().as_bytes())
+                .unwrap()
+                .items[0]
+                .qty
+        };
+        let exact = |text: &str| Decimal::from_str_exact(text).unwrap();
+        assert_eq!(qty(serde_json::json!(0.1)), exact("0.1"));
+        assert_eq!(
+            qty(serde_json::json!(9007199254740993_u64)),
+            exact("9007199254740993")
+        );
+        assert_eq!(
+            qty(serde_json::json!("9007199254740993.0000")),
+            exact("9007199254740993")
+        );
+        assert_eq!(qty(serde_json::json!("1.0000")).to_string(), "1");
+    }
 
     #[test]
     fn malformed_json_is_reported_with_its_position() {

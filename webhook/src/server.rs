@@ -1,8 +1,13 @@
-//! The HTTP surface: the webhook route, health, readiness, metrics, and a graceful
+//! The HTTP surface: the webhook route, health, readiness, metrics, the limits
+//! that keep slow or many clients from exhausting the process, and a graceful
 //! shutdown that Kubernetes can rely on.
+//!
+//! Connections are served by hyper directly (not `axum::serve`) because only its
+//! builder takes a timer, without which no request head is ever timed out.
 
 use std::future::Future;
 use std::io;
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -12,8 +17,12 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::Semaphore;
 
 use crate::check_stock::CheckStock;
 use crate::contract::{HEALTH_PATH, METRICS_PATH, READY_PATH};
@@ -28,7 +37,23 @@ pub struct AppState {
     /// False from the moment shutdown starts, so that `/readyz` takes the pod out of
     /// the Service before the listener closes.
     pub ready: AtomicBool,
+    /// Also not ready while the stock source is stale.
+    pub stale_not_ready: bool,
 }
+
+/// What bounds the connections, whatever their requests.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// From a connection's opening, or its previous answer, to a complete request
+    /// head: the slow-header and the idle keep-alive timeout.
+    pub header_timeout: Duration,
+    /// Connections open at once; one more is closed on arrival.
+    pub max_connections: usize,
+}
+
+/// Request heads larger than this are refused (431): Commerce's are a few hundred
+/// bytes, and each connection's read buffer is bounded by it.
+const MAX_HEAD_BYTES: usize = 16 << 10;
 
 /// How the server stops once asked to.
 #[derive(Debug, Clone, Copy)]
@@ -69,10 +94,15 @@ async fn check_stock(State(state): State<Arc<AppState>>, request: Request) -> Re
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, &'static str) {
-    if state.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready")
-    } else {
+    if !state.ready.load(Ordering::Relaxed) {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+    } else if state.stale_not_ready && state.check_stock.source().stale() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stale: the stock source could not be refreshed",
+        )
+    } else {
+        (StatusCode::OK, "ready")
     }
 }
 
@@ -91,12 +121,13 @@ pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     webhook_path: &str,
+    limits: ConnectionLimits,
     policy: ShutdownPolicy,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
-    let closing = Arc::new(Notify::new());
+    let metrics = state.metrics.clone();
     let stop_accepting = {
-        let (state, closing) = (state.clone(), closing.clone());
+        let state = state.clone();
         async move {
             shutdown.await;
             state.ready.store(false, Ordering::Relaxed);
@@ -106,18 +137,69 @@ pub async fn serve(
             );
             tokio::time::sleep(policy.drain).await;
             tracing::info!("listener closed, finishing in-flight requests");
-            closing.notify_one();
         }
     };
-    let server =
-        axum::serve(listener, router(state, webhook_path)).with_graceful_shutdown(stop_accepting);
+    let service = TowerToHyperService::new(router(state, webhook_path));
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES);
+    let connections = Arc::new(Semaphore::new(
+        limits.max_connections.min(Semaphore::MAX_PERMITS),
+    ));
+    let graceful = GracefulShutdown::new();
+    let mut stop_accepting = pin!(stop_accepting);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of descriptors or memory: give other connections time to
+                    // close rather than spin; per-connection errors need no pause.
+                    tracing::warn!(%error, "accept failed");
+                    if !is_connection_error(&error) {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    continue;
+                }
+            },
+            () = &mut stop_accepting => break,
+        };
+        // Closed on arrival rather than left in the backlog: the caller learns at
+        // once, and the connections already open keep being served.
+        let Ok(slot) = connections.clone().try_acquire_owned() else {
+            metrics.observe_connection_refused();
+            continue;
+        };
+        // A failure only costs latency (Nagle).
+        let _ = stream.set_nodelay(true);
+        let connection =
+            graceful.watch(http.serve_connection(TokioIo::new(stream), service.clone()));
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
     tokio::select! {
-        result = server => result,
-        () = async { closing.notified().await; tokio::time::sleep(policy.timeout).await } => {
+        () = graceful.shutdown() => Ok(()),
+        () = tokio::time::sleep(policy.timeout) => {
             tracing::warn!(timeout_ms = policy.timeout.as_millis() as u64, "in-flight requests cut off at the shutdown timeout");
             Ok(())
         }
     }
+}
+
+/// Errors of one connection, after which accepting the next can go on at once.
+fn is_connection_error(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
 }
 
 #[cfg(test)]

@@ -20,20 +20,20 @@ pub async fn app_state(config: &Config) -> Result<Arc<AppState>, ConfigError> {
         source = source.name(),
         signature = config.auth.requires_signature(),
         bearer_token = config.auth.requires_token(),
-        deadline_ms = config.deadline.as_millis() as u64,
+        deadline_ms = config.limits.deadline.as_millis() as u64,
         "check-stock configured"
     );
     Ok(Arc::new(AppState {
-        check_stock: CheckStock {
+        check_stock: CheckStock::new(
             source,
-            auth: config.auth.clone(),
-            answers: config.answers.clone(),
-            deadline: config.deadline,
-            max_body_bytes: config.max_body_bytes,
-            metrics: metrics.clone(),
-        },
+            config.auth.clone(),
+            config.answers.clone(),
+            config.limits,
+            metrics.clone(),
+        ),
         metrics,
         ready: AtomicBool::new(true),
+        stale_not_ready: config.stale_not_ready,
     }))
 }
 
@@ -46,7 +46,7 @@ async fn stock_source(
             BackOffice::new(settings.clone(), metrics).map_err(ConfigError::BackOfficeClient)?,
         ),
         StockConfig::InventoryFile { path, reload_every } => {
-            Arc::new(InventoryFile::watch(path, *reload_every).await?)
+            Arc::new(InventoryFile::watch(path, *reload_every, metrics).await?)
         }
         StockConfig::Sample => {
             tracing::info!(

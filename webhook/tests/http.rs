@@ -38,7 +38,7 @@ async fn answers_success_and_short_stock_from_the_embedded_inventory() {
     assert_eq!(
         answer,
         exception(
-            "Not enough stock for MS-02 (requested 3, available 2); MS-03 (requested 1, available 0); UNKNOWN (requested 1, available 0)"
+            "Not enough stock for MS-02 (requested 3, available 2); Not enough stock for MS-03 (requested 1, available 0); Not enough stock for UNKNOWN (requested 1, available 0)"
         )
     );
 }
@@ -507,5 +507,135 @@ async fn graceful_shutdown_finishes_requests_in_flight() {
     assert!(
         reqwest::get(service.url("/healthz")).await.is_err(),
         "listener closed after shutdown"
+    );
+}
+
+#[tokio::test]
+async fn the_back_office_client_follows_no_redirect() {
+    let elsewhere = BackOfficeStub::start(Behaviour::Stock(vec![("A", 5.0)], Duration::ZERO)).await;
+    let redirecting = BackOfficeStub::start(Behaviour::Redirect(elsewhere.url.clone())).await;
+    let service = Service::start(&[
+        "--backoffice-url",
+        &redirecting.url,
+        "--fallback-error-message",
+        "no stock answer",
+    ])
+    .await;
+    let (_, answer) = service.check(&cart(json!([{"sku": "A", "qty": 1}]))).await;
+    assert_eq!(answer, exception("no stock answer"));
+    assert!(elsewhere.seen.lock().unwrap().bodies.is_empty());
+    let metrics = service.metrics().await;
+    assert!(
+        metrics.contains("commerce_webhook_backoffice_failures_total{reason=\"status\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn big_carts_are_capped_and_echoed_values_are_escaped_and_capped() {
+    let service = Service::start(&[
+        "--max-cart-lines",
+        "3",
+        "--shortage-message",
+        "{sku} is sold out",
+    ])
+    .await;
+    let lines: Vec<Value> = (0..4)
+        .map(|i| json!({"sku": format!("S{i}"), "qty": 1}))
+        .collect();
+    let (_, answer) = service.check(&cart(Value::Array(lines))).await;
+    assert_eq!(
+        answer,
+        exception("the cart has 4 lines; at most 3 are checked per call")
+    );
+
+    // The template, with a SKU that tries to forge a log line and hide text.
+    let sku = format!("EVIL\n2024 INFO forged\u{202e}{}", "x".repeat(200));
+    let (_, answer) = service.check(&cart(json!([{"sku": sku, "qty": 1}]))).await;
+    let message = answer["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.starts_with("EVIL\\n2024 INFO forged\\u{202e}xx"),
+        "{message}"
+    );
+    assert!(message.ends_with("x… is sold out"), "{message}");
+    assert!(message.chars().count() < 100, "{message}");
+
+    let item_id = "7\r\nforged".to_owned() + &"y".repeat(500);
+    let (_, answer) = service
+        .check(&cart(json!([{"item_id": item_id, "sku": "A", "qty": -1}])))
+        .await;
+    let message = answer["message"].as_str().unwrap().to_owned();
+    assert!(
+        message.starts_with("invalid item data.items[0] (item_id 7\\r\\nforgedyy"),
+        "{message}"
+    );
+    assert!(message.chars().count() < 200, "{message}");
+}
+
+#[tokio::test]
+async fn a_stale_inventory_is_reported_and_can_make_the_pod_not_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inventory.yaml");
+    std::fs::write(&path, "100234: 5\n").unwrap();
+    let service = Service::start(&[
+        "--inventory-file",
+        path.to_str().unwrap(),
+        "--inventory-reload-ms",
+        "20",
+        "--inventory-stale-not-ready",
+        "true",
+    ])
+    .await;
+    // A numeric SKU key loads as the SKU Commerce sends (a string).
+    let (_, answer) = service
+        .check(&cart(json!([{"sku": "100234", "qty": 5}])))
+        .await;
+    assert_eq!(answer, success());
+    let readiness = || async {
+        let response = service
+            .client
+            .get(service.url("/readyz"))
+            .send()
+            .await
+            .unwrap();
+        response.status()
+    };
+    assert_eq!(readiness().await, StatusCode::OK);
+
+    std::fs::write(&path, "100234: [not, a, number]").unwrap();
+    let mut status = StatusCode::OK;
+    for _ in 0..100 {
+        status = readiness().await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "stale: not ready");
+    assert!(
+        service
+            .metrics()
+            .await
+            .contains("commerce_webhook_inventory_stale 1")
+    );
+    let (_, answer) = service
+        .check(&cart(json!([{"sku": "100234", "qty": 5}])))
+        .await;
+    assert_eq!(answer, success(), "the last good inventory still serves");
+
+    std::fs::write(&path, "100234: 6\n").unwrap();
+    for _ in 0..100 {
+        status = readiness().await;
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, StatusCode::OK, "fresh again: ready");
+    assert!(
+        service
+            .metrics()
+            .await
+            .contains("commerce_webhook_inventory_stale 0")
     );
 }

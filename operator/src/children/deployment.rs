@@ -10,13 +10,13 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, HTTPGetAction, KeyToPath,
     PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecurityContext, Volume, VolumeMount,
+    SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::env::{CONTAINER_PORT, INVENTORY_DIR, env};
+use super::env::{BACKOFFICE_CA_DIR, CONTAINER_PORT, INVENTORY_DIR, ca_bundle_key, env};
 use super::{CONFIG_HASH_ANNOTATION, Defaults, PORT_NAME, labels, metadata, selector_labels};
 use crate::resource::CommerceWebhook;
 
@@ -58,31 +58,63 @@ fn probe(path: &str, period: i32) -> Probe {
 /// template so that a change of referenced data rolls the pods.
 pub fn deployment(cwh: &CommerceWebhook, defaults: &Defaults, config_hash: &str) -> Deployment {
     let spec = &cwh.spec;
-    let inventory = spec.stock.as_ref().and_then(|s| s.inventory.as_ref());
-    let volumes = inventory.map(|inventory| {
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    let one_key = |key: &str| {
+        Some(vec![KeyToPath {
+            key: key.to_owned(),
+            path: key.to_owned(),
+            mode: None,
+        }])
+    };
+    let mut mount = |name: &str, dir: &str| {
+        mounts.push(VolumeMount {
+            name: name.to_owned(),
+            mount_path: dir.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    };
+    if let Some(inventory) = spec.stock.as_ref().and_then(|s| s.inventory.as_ref()) {
         let r = &inventory.config_map_key_ref;
-        vec![Volume {
+        volumes.push(Volume {
             name: "inventory".to_owned(),
             config_map: Some(ConfigMapVolumeSource {
                 name: r.name.clone(),
-                items: Some(vec![KeyToPath {
-                    key: r.key.clone(),
-                    path: r.key.clone(),
-                    mode: None,
-                }]),
+                items: one_key(&r.key),
                 ..ConfigMapVolumeSource::default()
             }),
             ..Volume::default()
-        }]
-    });
-    let mounts = inventory.map(|_| {
-        vec![VolumeMount {
-            name: "inventory".to_owned(),
-            mount_path: INVENTORY_DIR.to_owned(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        }]
-    });
+        });
+        mount("inventory", INVENTORY_DIR);
+    }
+    let ca_bundle = spec
+        .stock
+        .as_ref()
+        .and_then(|s| s.back_office.as_ref())
+        .and_then(|b| b.ca_bundle.as_ref());
+    if let Some(source) = ca_bundle.filter(|source| ca_bundle_key(source).is_some()) {
+        volumes.push(Volume {
+            name: "backoffice-ca".to_owned(),
+            secret: source.secret_key_ref.as_ref().map(|r| SecretVolumeSource {
+                secret_name: Some(r.name.clone()),
+                items: one_key(&r.key),
+                ..SecretVolumeSource::default()
+            }),
+            config_map: source
+                .config_map_key_ref
+                .as_ref()
+                .map(|r| ConfigMapVolumeSource {
+                    name: r.name.clone(),
+                    items: one_key(&r.key),
+                    ..ConfigMapVolumeSource::default()
+                }),
+            ..Volume::default()
+        });
+        mount("backoffice-ca", BACKOFFICE_CA_DIR);
+    }
+    let volumes = (!volumes.is_empty()).then_some(volumes);
+    let mounts = (!mounts.is_empty()).then_some(mounts);
     let container = Container {
         name: CONTAINER_NAME.to_owned(),
         image: Some(
@@ -220,5 +252,34 @@ mod tests {
             let json = serde_json::to_value(&applied).unwrap();
             assert!(json["spec"].get("replicas").is_none(), "{json}");
         }
+    }
+
+    #[test]
+    fn the_back_office_ca_bundle_is_mounted_where_the_env_points() {
+        let cwh = resource(
+            "stock: {backOffice: {url: 'https://erp.example/stock', caBundle: {configMapKeyRef: {name: pki, key: ca.pem}}}}",
+        );
+        let deployment = deployment(
+            &cwh,
+            &Defaults {
+                image: "img:1".into(),
+                pdb: crate::children::PdbApi::v1(),
+            },
+            "hash",
+        );
+        let pod = deployment.spec.unwrap().template.spec.unwrap();
+        let volume = &pod.volumes.unwrap()[0];
+        let config_map = volume.config_map.as_ref().unwrap();
+        assert_eq!(config_map.name, "pki");
+        assert_eq!(config_map.items.as_ref().unwrap()[0].key, "ca.pem");
+        let mount = &pod.containers[0].volume_mounts.as_ref().unwrap()[0];
+        assert_eq!(mount.name, volume.name);
+        let file = pod.containers[0]
+            .env
+            .iter()
+            .flatten()
+            .find(|var| var.name == "BACKOFFICE_CA_FILE")
+            .and_then(|var| var.value.clone());
+        assert_eq!(file, Some(format!("{}/ca.pem", mount.mount_path)));
     }
 }

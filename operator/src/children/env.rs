@@ -9,12 +9,14 @@
 use commerce_webhook::contract::{self, LogFormat, var};
 use k8s_openapi::api::core::v1::{ConfigMapKeySelector, EnvVar, EnvVarSource, SecretKeySelector};
 
-use crate::resource::{CommerceWebhook, KeyRef};
+use crate::resource::{CommerceWebhook, InputSource, KeyRef};
 
 /// The port the webhook listens on in its pod.
 pub const CONTAINER_PORT: u16 = contract::DEFAULT_PORT;
 /// Where the inventory ConfigMap key is mounted.
 pub(super) const INVENTORY_DIR: &str = "/etc/commerce-webhook/inventory";
+/// Where the back-office CA bundle key is mounted.
+pub(super) const BACKOFFICE_CA_DIR: &str = "/etc/commerce-webhook/backoffice-ca";
 /// Kubernetes removes the pod from Service endpoints asynchronously: keep serving
 /// (not-ready) this long after SIGTERM.
 const SHUTDOWN_DRAIN_MS: u32 = 5000;
@@ -63,6 +65,12 @@ pub fn env(cwh: &CommerceWebhook) -> Vec<EnvVar> {
         }
         if let Some(back_office) = &stock.back_office {
             env.push(literal(var::BACKOFFICE_URL, back_office.url.clone()));
+            if let Some(key) = back_office.ca_bundle.as_ref().and_then(ca_bundle_key) {
+                env.push(literal(
+                    var::BACKOFFICE_CA_FILE,
+                    format!("{BACKOFFICE_CA_DIR}/{key}"),
+                ));
+            }
             env.push(literal(
                 var::BACKOFFICE_TIMEOUT_MS,
                 back_office.timeout_ms.to_string(),
@@ -130,6 +138,15 @@ fn from_secret(name: &str, r: &KeyRef) -> EnvVar {
             ..EnvVarSource::default()
         }),
     }
+}
+
+/// The key of the CA bundle's Secret or ConfigMap (the schema allows only one).
+pub(super) fn ca_bundle_key(source: &InputSource) -> Option<&str> {
+    source
+        .secret_key_ref
+        .as_ref()
+        .or(source.config_map_key_ref.as_ref())
+        .map(|r| r.key.as_str())
 }
 
 #[cfg(test)]
@@ -246,6 +263,7 @@ mod tests {
                 timeoutMs: 250
                 onError: allow
                 token: {name: erp, key: token}
+                caBundle: {secretKeyRef: {name: erp, key: ca.pem}}
             signaturePublicKey: {name: commerce, key: public.pem}
             authToken: {name: hook, key: token}
             commerce:
@@ -280,6 +298,12 @@ mod tests {
             Some("https://erp.example/stock")
         );
         assert_eq!(args.backoffice_timeout_ms, 250);
+        assert_eq!(
+            args.backoffice_ca_file.as_deref(),
+            Some(std::path::Path::new(
+                "/etc/commerce-webhook/backoffice-ca/ca.pem"
+            ))
+        );
         assert_eq!(args.backoffice_on_error, FailurePolicy::Allow);
         let secret = |s: Option<&SecretString>| s.map(|s| s.expose_secret().to_owned());
         assert_eq!(

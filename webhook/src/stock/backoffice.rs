@@ -6,16 +6,22 @@
 //! `{"items":[{"sku":..,"available":..}]}`. An answer that is not of that form, or
 //! that leaves out a SKU that was asked for, is an error rather than a guess: a
 //! back-office that lies must not sell stock that may not exist.
+//!
+//! The client goes only where it is configured to: it follows no redirect (an
+//! answer is the configured endpoint's or a failure), uses a proxy only when one is
+//! given explicitly (never from `HTTPS_PROXY`-like variables, which other inputs of
+//! the pod could set), and trusts the built-in roots plus an optional CA bundle.
 
 use std::time::Duration;
 
-use reqwest::Url;
+use reqwest::redirect::Policy;
+use reqwest::{Certificate, Proxy, Url};
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::{Availability, BoxFuture, StockError, StockSource};
 use crate::metrics::Metrics;
-use crate::payload::CheckStockRequest;
+use crate::payload::{CheckStockRequest, Decimal, Echo};
 
 /// Answers larger than this are not stock answers; reading stops there.
 const MAX_ANSWER_BYTES: usize = 1 << 20;
@@ -25,6 +31,10 @@ pub struct BackOfficeSettings {
     pub url: Url,
     pub token: Option<SecretString>,
     pub timeout: Duration,
+    /// The only proxy used, if any.
+    pub proxy: Option<Url>,
+    /// Trusted in addition to the built-in roots (a private CA).
+    pub extra_roots: Vec<Certificate>,
 }
 
 pub struct BackOffice {
@@ -44,7 +54,14 @@ struct StockQuery<'a> {
 #[derive(Serialize)]
 struct QueryItem<'a> {
     sku: &'a str,
-    qty: f64,
+    /// A JSON number, as the contract has always sent it.
+    #[serde(serialize_with = "as_number")]
+    qty: Decimal,
+}
+
+fn as_number<S: Serializer>(qty: &Decimal, serializer: S) -> Result<S::Ok, S::Error> {
+    use rust_decimal::prelude::ToPrimitive;
+    serializer.serialize_f64(qty.to_f64().unwrap_or(f64::MAX))
 }
 
 #[derive(Deserialize)]
@@ -55,17 +72,26 @@ struct StockAnswer {
 #[derive(Deserialize)]
 struct AnswerItem {
     sku: String,
-    available: f64,
+    /// A JSON number or a numeric string, read exactly.
+    available: Decimal,
 }
 
 impl BackOffice {
     pub fn new(settings: BackOfficeSettings, metrics: Metrics) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
-            .build()?;
+            .redirect(Policy::none());
+        builder = match &settings.proxy {
+            Some(proxy) => builder.proxy(Proxy::all(proxy.clone())?),
+            None => builder.no_proxy(),
+        };
+        for root in &settings.extra_roots {
+            builder = builder.add_root_certificate(root.clone());
+        }
+        let client = builder.build()?;
         Ok(BackOffice {
             client,
             settings,
@@ -137,22 +163,23 @@ fn availability_from(
 ) -> Result<Availability, StockError> {
     let mut availability = Availability::with_capacity(answer.items.len());
     for item in answer.items {
-        if !(item.available.is_finite() && item.available >= 0.0) {
+        if item.available < Decimal::ZERO {
             return Err(StockError::invalid_answer(format!(
                 "SKU '{}' has available {}",
-                item.sku, item.available
+                Echo(&item.sku),
+                item.available
             )));
         }
-        availability.insert(item.sku, item.available);
+        availability.insert(item.sku.into(), item.available.normalize());
     }
     if let Some(missing) = request
         .items
         .iter()
-        .find(|item| !availability.contains_key(&item.sku))
+        .find(|item| !availability.contains_key(item.sku.as_str()))
     {
         return Err(StockError::invalid_answer(format!(
             "no answer for SKU '{}'",
-            missing.sku
+            Echo(&missing.sku)
         )));
     }
     Ok(availability)

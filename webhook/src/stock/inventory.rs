@@ -3,11 +3,14 @@
 //! The file is polled and re-read when its bytes change: a ConfigMap mounted into a
 //! pod is updated by an atomic symlink swap, which file-event watchers easily miss
 //! but a content comparison never does. A file that becomes invalid is logged and
-//! ignored; the last good inventory keeps serving, so a bad edit loses nothing.
+//! ignored; the last good inventory keeps serving, so a bad edit loses nothing. It
+//! is then stale: the `commerce_webhook_inventory_stale` gauge says so, and the pod
+//! can be made not ready ([`StockSource::stale`]) until a reload succeeds.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -15,14 +18,15 @@ use thiserror::Error;
 use tokio::task::JoinHandle;
 
 use super::{Availability, BoxError, BoxFuture, StockError, StockSource};
-use crate::payload::CheckStockRequest;
+use crate::metrics::Metrics;
+use crate::payload::{CheckStockRequest, Decimal};
 
 /// The inventory compiled into the binary, so that it runs with no configuration.
 pub const SAMPLE_INVENTORY: &str = include_str!("../../sample-inventory.yaml");
 
 /// Quantities by SKU.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Inventory(HashMap<String, f64>);
+pub struct Inventory(HashMap<Arc<str>, Decimal>);
 
 #[derive(Debug, Error)]
 pub enum InventoryError {
@@ -43,6 +47,8 @@ pub enum InventoryError {
 
 impl Inventory {
     /// Parses YAML or JSON (YAML is a superset of JSON) of the form `SKU: quantity`.
+    /// A SKU written as a plain integer (`100234: 5`) is YAML's number, read as its
+    /// decimal digits; any other non-string key is refused, to be quoted.
     pub fn parse(text: &str) -> Result<Self, InventoryError> {
         let invalid = |reason: String| InventoryError::Invalid {
             path: None,
@@ -62,12 +68,31 @@ impl Inventory {
                 "the document is empty; write {} for an empty inventory".into(),
             ));
         }
-        let map: HashMap<String, f64> = serde_yaml::from_value(document).map_err(unparsable)?;
-        if let Some((sku, qty)) = map
-            .iter()
-            .find(|(_, qty)| !(qty.is_finite() && **qty >= 0.0))
-        {
-            return Err(invalid(format!("SKU '{sku}' has quantity {qty}")));
+        let serde_yaml::Value::Mapping(entries) = document else {
+            return Err(invalid("the document is not a mapping".into()));
+        };
+        let mut map = HashMap::with_capacity(entries.len());
+        for (key, qty) in entries {
+            let sku: Arc<str> = match key {
+                serde_yaml::Value::String(sku) => sku.into(),
+                serde_yaml::Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string().into(),
+                other => {
+                    return Err(invalid(format!(
+                        "key {} is not a SKU: quote it",
+                        serde_yaml::to_string(&other).unwrap_or_default().trim()
+                    )));
+                }
+            };
+            let qty: Decimal =
+                serde_yaml::from_value(qty).map_err(|e| InventoryError::Invalid {
+                    path: None,
+                    reason: format!("SKU '{sku}': {e}"),
+                    source: Some(e.into()),
+                })?;
+            if qty < Decimal::ZERO {
+                return Err(invalid(format!("SKU '{sku}' has quantity {qty}")));
+            }
+            map.insert(sku, qty.normalize());
         }
         Ok(Inventory(map))
     }
@@ -88,8 +113,8 @@ impl Inventory {
         request
             .items
             .iter()
-            .filter_map(|item| self.0.get_key_value(&item.sku))
-            .map(|(sku, qty)| (sku.clone(), *qty))
+            .filter_map(|item| self.0.get_key_value(item.sku.as_str()))
+            .map(|(sku, qty)| (Arc::clone(sku), *qty))
             .collect()
     }
 }
@@ -97,6 +122,8 @@ impl Inventory {
 /// An inventory served from memory, optionally kept in sync with a file.
 pub struct InventoryFile {
     current: Arc<ArcSwap<Inventory>>,
+    /// The last reload failed: what is served is the last good inventory.
+    stale: Arc<AtomicBool>,
     reloader: Option<JoinHandle<()>>,
 }
 
@@ -105,20 +132,36 @@ impl InventoryFile {
     pub fn fixed(inventory: Inventory) -> Self {
         InventoryFile {
             current: Arc::new(ArcSwap::from_pointee(inventory)),
+            stale: Arc::default(),
             reloader: None,
         }
     }
 
     /// Loads `path` (failing if it is unreadable or invalid) and re-reads it every
-    /// `every` in the background.
-    pub async fn watch(path: &Path, every: Duration) -> Result<Self, InventoryError> {
+    /// `every` in the background, reporting whether it is stale to `metrics`.
+    pub async fn watch(
+        path: &Path,
+        every: Duration,
+        metrics: Metrics,
+    ) -> Result<Self, InventoryError> {
         let bytes = read(path).await?;
         let inventory = parse_file(path, &bytes)?;
         tracing::info!(path = %path.display(), skus = inventory.len(), "inventory loaded");
         let current = Arc::new(ArcSwap::from_pointee(inventory));
-        let reloader = tokio::spawn(reload_loop(path.to_owned(), every, bytes, current.clone()));
+        let stale = Arc::new(AtomicBool::new(false));
+        let reloader = tokio::spawn(reload_loop(
+            path.to_owned(),
+            every,
+            bytes,
+            current.clone(),
+            Staleness {
+                stale: stale.clone(),
+                metrics,
+            },
+        ));
         Ok(InventoryFile {
             current,
+            stale,
             reloader: Some(reloader),
         })
     }
@@ -148,6 +191,23 @@ impl StockSource for InventoryFile {
     ) -> BoxFuture<'a, Result<Availability, StockError>> {
         let availability = self.current.load().availability(request);
         Box::pin(std::future::ready(Ok(availability)))
+    }
+
+    fn stale(&self) -> bool {
+        self.stale.load(Ordering::Relaxed)
+    }
+}
+
+/// Where the reload loop reports whether its last attempt failed.
+struct Staleness {
+    stale: Arc<AtomicBool>,
+    metrics: Metrics,
+}
+
+impl Staleness {
+    fn set(&self, stale: bool) {
+        self.stale.store(stale, Ordering::Relaxed);
+        self.metrics.set_inventory_stale(stale);
     }
 }
 
@@ -181,7 +241,9 @@ async fn reload_loop(
     every: Duration,
     mut last: Vec<u8>,
     current: Arc<ArcSwap<Inventory>>,
+    staleness: Staleness,
 ) {
+    let mut last_parsed = true;
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -190,22 +252,28 @@ async fn reload_loop(
             Ok(bytes) => bytes,
             Err(error) => {
                 tracing::warn!(%error, "keeping the last good inventory");
+                staleness.set(true);
                 continue;
             }
         };
         if bytes == last {
+            // Unchanged, readable again: as fresh (or as stale) as its last parse.
+            staleness.set(!last_parsed);
             continue;
         }
         match parse_file(&path, &bytes) {
             Ok(inventory) => {
                 tracing::info!(path = %path.display(), skus = inventory.len(), "inventory reloaded");
                 current.store(Arc::new(inventory));
+                last_parsed = true;
             }
             Err(error) => {
                 let error: &(dyn std::error::Error + 'static) = &error;
                 tracing::warn!(error, "keeping the last good inventory");
+                last_parsed = false;
             }
         }
+        staleness.set(!last_parsed);
         last = bytes;
     }
 }
@@ -234,6 +302,17 @@ mod tests {
         assert!(negative.contains("SKU 'A' has quantity -1"), "{negative}");
         assert!(Inventory::parse("A: lots").is_err());
         assert!(Inventory::parse("- A\n- B").is_err());
+    }
+
+    #[test]
+    fn numeric_skus_load_as_their_digits() {
+        let inventory = Inventory::parse("100234: 5\n'00042': 1\nA: 2.5\n").unwrap();
+        let get = |sku: &str| inventory.0.get(sku).copied();
+        assert_eq!(get("100234"), Some(Decimal::from(5)));
+        assert_eq!(get("00042"), Some(Decimal::ONE));
+        assert_eq!(get("A"), Some(Decimal::new(25, 1)));
+        let float_key = Inventory::parse("1.5: 2").unwrap_err().to_string();
+        assert!(float_key.contains("quote it"), "{float_key}");
     }
 
     #[test]

@@ -9,19 +9,23 @@ pub mod backoffice;
 pub mod inventory;
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::payload::CheckStockRequest;
+use crate::payload::{CheckStockRequest, Decimal};
 
 pub use backoffice::{BackOffice, BackOfficeSettings};
 pub use inventory::{Inventory, InventoryFile};
 
 /// Available quantity by SKU. A SKU a source does not know is treated as unavailable.
-pub type Availability = HashMap<String, f64>;
+/// Keys are shared strings, so that a source holding its SKUs (the inventory) hands
+/// them out without copying them for every call.
+pub type Availability = HashMap<Arc<str>, Decimal>;
 
 /// A boxed future, so that sources can be chosen at start-up (`dyn StockSource`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -37,6 +41,12 @@ pub trait StockSource: Send + Sync + 'static {
         &'a self,
         request: &'a CheckStockRequest,
     ) -> BoxFuture<'a, Result<Availability, StockError>>;
+
+    /// True while the source serves data it failed to refresh (an inventory whose
+    /// last reload failed); `/readyz` can then report not ready.
+    fn stale(&self) -> bool {
+        false
+    }
 }
 
 /// Any error a source wraps: its cause stays reachable through `source()`.
@@ -93,25 +103,34 @@ impl StockError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Shortage {
     pub sku: String,
-    pub requested: f64,
-    pub available: f64,
+    pub requested: Decimal,
+    pub available: Decimal,
 }
 
-/// Compares the cart with what is available. Lines of the same SKU are added up, so
-/// a cart cannot get around the stock by splitting a quantity over several lines.
-/// Shortages keep the order in which SKUs first appear in the cart.
+/// Compares the cart with what is available. Lines of the same SKU are added up
+/// (exactly, saturating at the largest decimal), so a cart cannot get around the
+/// stock by splitting a quantity over several lines. Shortages keep the order in
+/// which SKUs first appear in the cart. Linear in the cart's lines: a map finds
+/// the SKU seen before.
 pub fn shortages(request: &CheckStockRequest, availability: &Availability) -> Vec<Shortage> {
-    let mut wanted: Vec<(&str, f64)> = Vec::with_capacity(request.items.len());
+    let mut wanted: Vec<(&str, Decimal)> = Vec::with_capacity(request.items.len());
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(request.items.len());
     for item in &request.items {
-        match wanted.iter_mut().find(|(sku, _)| *sku == item.sku) {
-            Some((_, qty)) => *qty += item.qty,
-            None => wanted.push((&item.sku, item.qty)),
+        match seen.entry(&item.sku) {
+            Entry::Occupied(at) => {
+                let qty = &mut wanted[*at.get()].1;
+                *qty = qty.saturating_add(item.qty);
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(wanted.len());
+                wanted.push((&item.sku, item.qty));
+            }
         }
     }
     wanted
         .into_iter()
         .filter_map(|(sku, requested)| {
-            let available = availability.get(sku).copied().unwrap_or(0.0);
+            let available = availability.get(sku).copied().unwrap_or(Decimal::ZERO);
             (requested > available).then(|| Shortage {
                 sku: sku.to_owned(),
                 requested,
@@ -126,25 +145,36 @@ mod tests {
     use super::*;
     use crate::payload::RequestedItem;
 
-    fn request(items: &[(&str, f64)]) -> CheckStockRequest {
+    fn d(text: &str) -> Decimal {
+        Decimal::from_str_exact(text).unwrap()
+    }
+
+    fn request(items: &[(&str, &str)]) -> CheckStockRequest {
         CheckStockRequest {
             cart_id: Some("c".into()),
             items: items
                 .iter()
                 .map(|(sku, qty)| RequestedItem {
                     sku: (*sku).into(),
-                    qty: *qty,
+                    qty: d(qty),
                 })
                 .collect(),
             unchecked: None,
         }
     }
 
+    fn available(table: &[(&str, &str)]) -> Availability {
+        table
+            .iter()
+            .map(|(sku, qty)| (Arc::from(*sku), d(qty)))
+            .collect()
+    }
+
     #[test]
     fn adds_up_lines_of_the_same_sku_and_treats_unknown_as_zero() {
-        let availability = Availability::from([("A".to_owned(), 3.0), ("B".to_owned(), 10.0)]);
+        let availability = available(&[("A", "3"), ("B", "10")]);
         let short = shortages(
-            &request(&[("A", 2.0), ("B", 1.0), ("A", 2.0), ("C", 1.0)]),
+            &request(&[("A", "2"), ("B", "1"), ("A", "2"), ("C", "1")]),
             &availability,
         );
         assert_eq!(
@@ -152,16 +182,56 @@ mod tests {
             vec![
                 Shortage {
                     sku: "A".into(),
-                    requested: 4.0,
-                    available: 3.0
+                    requested: d("4"),
+                    available: d("3")
                 },
                 Shortage {
                     sku: "C".into(),
-                    requested: 1.0,
-                    available: 0.0
+                    requested: d("1"),
+                    available: Decimal::ZERO
                 },
             ]
         );
-        assert!(shortages(&request(&[("A", 3.0), ("B", 10.0)]), &availability).is_empty());
+        assert!(shortages(&request(&[("A", "3"), ("B", "10")]), &availability).is_empty());
+    }
+
+    #[test]
+    fn decimal_quantities_add_up_exactly() {
+        // As f64: 0.1 + 0.2 = 0.30000000000000004 > 0.3, a shortage that is not.
+        let availability = available(&[("A", "0.3"), ("B", "9007199254740992")]);
+        assert!(shortages(&request(&[("A", "0.1"), ("A", "0.2")]), &availability).is_empty());
+        // As f64: 2^53 + 1 rounds to 2^53, and the missing unit goes unnoticed.
+        let short = shortages(
+            &request(&[("B", "9007199254740992"), ("B", "1")]),
+            &availability,
+        );
+        assert_eq!(short.len(), 1, "{short:?}");
+        assert_eq!(short[0].requested, d("9007199254740993"));
+    }
+
+    #[test]
+    fn a_big_cart_is_compared_in_linear_time() {
+        // 100,000 distinct lines: a search of the lines seen so far per line makes
+        // 5·10^9 string comparisons (minutes unoptimised); a map takes milliseconds.
+        let skus: Vec<String> = (0..100_000).map(|i| format!("SKU-{i}")).collect();
+        let big = CheckStockRequest {
+            cart_id: None,
+            items: skus
+                .iter()
+                .map(|sku| RequestedItem {
+                    sku: sku.clone(),
+                    qty: Decimal::ONE,
+                })
+                .collect(),
+            unchecked: None,
+        };
+        let started = std::time::Instant::now();
+        let short = shortages(&big, &Availability::new());
+        assert_eq!(short.len(), skus.len());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
     }
 }

@@ -45,9 +45,10 @@ impl Service {
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
         let (stop, stopped) = oneshot::channel::<()>();
         let policy = config.shutdown;
+        let limits = config.connections;
         let path = config.webhook_path.clone();
         let task = tokio::spawn(async move {
-            server::serve(listener, state, &path, policy, async {
+            server::serve(listener, state, &path, limits, policy, async {
                 let _ = stopped.await;
             })
             .await
@@ -133,6 +134,8 @@ pub enum Behaviour {
     Hang,
     Status(u16),
     Body(&'static str),
+    /// Answers 307 to this URL.
+    Redirect(String),
 }
 
 /// What the stub received, to check the request the webhook makes.
@@ -207,6 +210,9 @@ async fn answer(
             .expect("valid status")
             .into_response(),
         Behaviour::Body(text) => ([("content-type", "application/json")], text).into_response(),
+        Behaviour::Redirect(to) => {
+            (StatusCode::TEMPORARY_REDIRECT, [("location", to.as_str())]).into_response()
+        }
     }
 }
 

@@ -1,0 +1,178 @@
+//! What keeps slow, many or large clients from exhausting the service: timeouts
+//! on request heads and idle connections, the deadline over the body, the token
+//! before the body, and the caps on calls and connections. Raw TCP on loopback,
+//! since an HTTP client would not misbehave on purpose.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Service, exception};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const FALLBACK: &str = "We could not check the stock of your cart right now. Please try again.";
+
+async fn connect(service: &Service) -> TcpStream {
+    let address = service.base.trim_start_matches("http://");
+    TcpStream::connect(address).await.expect("connect")
+}
+
+/// Reads until the server closes the connection (bounded by `within`), returning
+/// what it sent, or `None` if it was still open at the end.
+async fn read_to_close(stream: &mut TcpStream, within: Duration) -> Option<String> {
+    let mut received = Vec::new();
+    let closed = tokio::time::timeout(within, async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    closed
+        .ok()
+        .map(|()| String::from_utf8_lossy(&received).into_owned())
+}
+
+/// Reads one answer of a kept-alive connection (up to the end of its JSON body).
+async fn read_answer(stream: &mut TcpStream, within: Duration) -> String {
+    let mut received = Vec::new();
+    let _ = tokio::time::timeout(within, async {
+        let mut buffer = [0u8; 4096];
+        while !received.ends_with(b"}") {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buffer[..n]),
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+fn head(content_length: usize, extra: &str) -> String {
+    format!(
+        "POST /webhook/check-stock HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+         content-length: {content_length}\r\n{extra}\r\n"
+    )
+}
+
+#[tokio::test]
+async fn a_request_head_sent_slowly_is_closed_at_the_header_timeout() {
+    let service = Service::start(&["--header-timeout-ms", "300"]).await;
+    let mut stream = connect(&service).await;
+    stream
+        .write_all(b"POST /webhook/check-stock HTTP/1.1\r\nhost: te")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let closed = read_to_close(&mut stream, Duration::from_secs(5)).await;
+    assert!(closed.is_some(), "a half-sent head must not stay open");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let service = Service::start(&["--header-timeout-ms", "300"]).await;
+    let mut stream = connect(&service).await;
+    let body = r#"{"data":{"cart_id":"1","items":[{"sku":"MS-01","qty":1}]}}"#;
+    stream
+        .write_all(format!("{}{body}", head(body.len(), "")).as_bytes())
+        .await
+        .unwrap();
+    let answer = read_answer(&mut stream, Duration::from_secs(5)).await;
+    assert!(answer.ends_with(r#"{"op":"success"}"#), "{answer}");
+    let closed = read_to_close(&mut stream, Duration::from_secs(5)).await;
+    assert_eq!(
+        closed.as_deref(),
+        Some(""),
+        "closed once idle, sending nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_body_trickled_past_the_deadline_is_answered_within_it() {
+    let service = Service::start(&["--request-deadline-ms", "300"]).await;
+    let mut stream = connect(&service).await;
+    // Ten bytes of a hundred announced, then nothing.
+    stream
+        .write_all(format!("{}{{\"data\":{{", head(100, "")).as_bytes())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let answer = read_answer(&mut stream, Duration::from_secs(5)).await;
+    assert!(answer.contains(FALLBACK), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn a_call_without_the_token_is_refused_before_its_body_is_read() {
+    let service = Service::start(&["--webhook-auth-token", "s3cr3t"]).await;
+    let mut stream = connect(&service).await;
+    // A body under the size limit is announced but never sent: only an answer
+    // that does not wait for it can arrive.
+    stream
+        .write_all(head(200_000, "authorization: Bearer wrong\r\n").as_bytes())
+        .await
+        .unwrap();
+    let answer = read_answer(&mut stream, Duration::from_secs(3)).await;
+    assert!(
+        answer.contains("invalid Authorization bearer token"),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn calls_over_the_in_flight_cap_are_shed_at_once_and_counted() {
+    let service = Service::start(&["--max-in-flight", "1", "--request-deadline-ms", "5000"]).await;
+    // One call holds the only slot while its body is awaited.
+    let mut holder = connect(&service).await;
+    holder.write_all(head(100, "").as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let (_, answer) = service
+        .check(&common::cart(
+            serde_json::json!([{"sku": "MS-01", "qty": 1}]),
+        ))
+        .await;
+    assert_eq!(answer, exception(FALLBACK));
+    assert!(started.elapsed() < Duration::from_secs(1), "not queued");
+    let metrics = service.metrics().await;
+    assert!(
+        metrics.contains(r#"commerce_webhook_requests_total{outcome="overloaded"} 1"#),
+        "{metrics}"
+    );
+    drop(holder);
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_are_closed_on_arrival_and_counted() {
+    let service = Service::start(&["--max-connections", "2"]).await;
+    let first = connect(&service).await;
+    let second = connect(&service).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = connect(&service).await;
+    let closed = read_to_close(&mut third, Duration::from_secs(2)).await;
+    assert_eq!(closed.as_deref(), Some(""), "the third is closed at once");
+    drop((first, second));
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if let Ok(Ok(response)) = tokio::time::timeout(
+            Duration::from_secs(1),
+            service.client.get(service.url("/metrics")).send(),
+        )
+        .await
+        {
+            metrics = response.text().await.unwrap_or_default();
+            break;
+        }
+    }
+    assert!(
+        metrics.contains("commerce_webhook_connections_refused_total 1"),
+        "{metrics}"
+    );
+}
