@@ -167,6 +167,14 @@ pub async fn install_crd(client: &Client) {
     .await;
 }
 
+/// A fresh namespace with the CRD installed and an in-process operator watching it.
+pub async fn namespace_with_operator(prefix: &str) -> (TestNamespace, Operator) {
+    let ns = TestNamespace::new(prefix).await;
+    install_crd(&ns.client).await;
+    let operator = Operator::start(&ns).await;
+    (ns, operator)
+}
+
 /// The operator, running in this process and watching one namespace.
 pub struct Operator {
     pub metrics: Metrics,
@@ -367,6 +375,11 @@ impl Commerce {
             url,
             headers: Vec::new(),
         }
+    }
+
+    /// Commerce calling `path` on a Service, through its ClusterIP.
+    pub async fn to_service(ns: &TestNamespace, service: &str, path: &str) -> Commerce {
+        Commerce::new(format!("{}{path}", service_url(ns, service).await))
     }
 
     pub fn with_header(mut self, name: &str, value: &str) -> Commerce {

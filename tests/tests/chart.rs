@@ -7,7 +7,7 @@ use std::time::Duration;
 use commerce_webhook_operator::resource::CommerceWebhook;
 use e2e::{
     Commerce, POD_WAIT, TestNamespace, endpoint_addresses, ready_pods, repo_path, restart_count,
-    service_url, tool, wait_for,
+    tool, wait_for,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -290,10 +290,7 @@ async fn helm_install_runs_the_operator_pod_and_serves_commerce() {
     assert_eq!(endpoint_addresses(&ns, "check-stock").await, 2);
 
     // Commerce's calls through the Service, answered from the mounted inventory.
-    let commerce = Commerce::new(format!(
-        "{}/webhook/check-stock",
-        service_url(&ns, "check-stock").await
-    ));
+    let commerce = Commerce::to_service(&ns, "check-stock", "/webhook/check-stock").await;
     // kube-proxy maps a new Service's endpoints asynchronously, as on any cluster.
     commerce
         .eventually(CART_IN_STOCK, Duration::from_secs(30), is_success)
@@ -356,10 +353,7 @@ async fn helm_install_runs_the_operator_pod_and_serves_commerce() {
     .await
     .unwrap();
     ready_pods(&ns, WEBHOOK_SELECTOR, 2).await;
-    let commerce = Commerce::new(format!(
-        "{}/webhook/check-stock",
-        service_url(&ns, "check-stock").await
-    ));
+    let commerce = Commerce::to_service(&ns, "check-stock", "/webhook/check-stock").await;
     commerce
         .eventually(CART_IN_STOCK, Duration::from_secs(60), is_success)
         .await;
@@ -401,10 +395,7 @@ async fn helm_install_runs_the_operator_pod_and_serves_commerce() {
         },
     )
     .await;
-    let commerce = Commerce::new(format!(
-        "{}/webhook/check-stock",
-        service_url(&ns, "check-stock").await
-    ));
+    let commerce = Commerce::to_service(&ns, "check-stock", "/webhook/check-stock").await;
     commerce
         .eventually(CART_IN_STOCK, Duration::from_secs(60), is_success)
         .await;

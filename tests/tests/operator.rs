@@ -6,7 +6,7 @@ use std::time::Duration;
 use commerce_webhook_operator::children::CONFIG_HASH_ANNOTATION;
 use commerce_webhook_operator::leader::LeaseLock;
 use commerce_webhook_operator::resource::CommerceWebhook;
-use e2e::{Operator, POD_WAIT, TestNamespace, install_crd, wait_for};
+use e2e::{Operator, POD_WAIT, TestNamespace, install_crd, namespace_with_operator, wait_for};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -36,17 +36,10 @@ spec:
   commerce: {timeoutMs: 2000, fallbackErrorMessage: Try again later}
 "#;
 
-async fn setup(prefix: &str) -> (TestNamespace, Operator) {
-    let ns = TestNamespace::new(prefix).await;
-    install_crd(&ns.client).await;
-    let operator = Operator::start(&ns).await;
-    (ns, operator)
-}
-
 /// A namespace with the operator, the Secret and the webhook applied, and the
 /// webhook's Deployment once it exists.
 async fn deployed(prefix: &str) -> (TestNamespace, Operator, Deployment) {
-    let (ns, operator) = setup(prefix).await;
+    let (ns, operator) = namespace_with_operator(prefix).await;
     ns.apply_yaml::<Secret>(SECRET).await.unwrap();
     ns.apply_yaml::<CommerceWebhook>(WEBHOOK).await.unwrap();
     let deployment = deployment(&ns).await;
@@ -123,7 +116,7 @@ async fn wait_until_ready(ns: &TestNamespace) -> CommerceWebhook {
 
 #[tokio::test]
 async fn deploys_inputs_and_secret_references_and_reports_readiness() {
-    let (ns, _operator) = setup("deploy").await;
+    let (ns, _operator) = namespace_with_operator("deploy").await;
     ns.apply_yaml::<Secret>(SECRET).await.unwrap();
     ns.apply_yaml::<CommerceWebhook>(WEBHOOK).await.unwrap();
 
@@ -356,7 +349,7 @@ async fn deleting_the_resource_garbage_collects_its_children() {
 
 #[tokio::test]
 async fn a_missing_secret_is_a_condition_until_it_appears() {
-    let (ns, _operator) = setup("missing").await;
+    let (ns, _operator) = namespace_with_operator("missing").await;
     ns.apply_yaml::<CommerceWebhook>(WEBHOOK).await.unwrap();
     let waiting = wait_for_reason(&ns, "check-stock", "MissingReference").await;
     assert_eq!(
@@ -399,7 +392,7 @@ async fn a_missing_secret_is_a_condition_until_it_appears() {
 
 #[tokio::test]
 async fn a_spec_the_schema_cannot_check_is_reported_as_invalid() {
-    let (ns, _operator) = setup("invalid").await;
+    let (ns, _operator) = namespace_with_operator("invalid").await;
     ns.apply_yaml::<CommerceWebhook>(
         "apiVersion: integration.commerce.dev/v1alpha1\nkind: CommerceWebhook\nmetadata: {name: check-stock}\nspec:\n  inputs: [{name: PORT, value: '9'}]",
     )
@@ -569,7 +562,7 @@ async fn only_one_replica_holds_the_lease() {
 /// must not apply over them nor delete them, and says why it cannot deploy.
 #[tokio::test]
 async fn objects_it_does_not_own_are_never_overwritten_or_deleted() {
-    let (ns, _operator) = setup("foreign").await;
+    let (ns, _operator) = namespace_with_operator("foreign").await;
     let theirs = ns
         .apply_yaml::<Deployment>(
             r#"
@@ -659,7 +652,7 @@ spec:
 /// Autoscaling creates an HPA; taking it out of the spec removes it again.
 #[tokio::test]
 async fn scaling_is_left_to_kubectl_and_an_hpa() {
-    let (ns, _operator) = setup("scale").await;
+    let (ns, _operator) = namespace_with_operator("scale").await;
     ns.apply_yaml::<Secret>(SECRET).await.unwrap();
     let hook = WEBHOOK.replace("  workload: {replicas: 1}\n", "");
     ns.apply_yaml::<CommerceWebhook>(&hook).await.unwrap();

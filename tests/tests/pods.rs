@@ -15,8 +15,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use commerce_webhook_operator::resource::CommerceWebhook;
 use e2e::{
-    CallStream, Commerce, Operator, POD_WAIT, TestNamespace, endpoint_addresses, host_address,
-    install_crd, ready_pods, service_url, tool, wait_for,
+    CallStream, Commerce, POD_WAIT, endpoint_addresses, host_address, namespace_with_operator,
+    ready_pods, tool, wait_for,
 };
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -25,20 +25,13 @@ use serde_json::{Value, json};
 const IN_STOCK: &str = r#"{"data":{"cart_id":"7","items":[{"item_id":1,"sku":"MS-01","qty":1}]}}"#;
 const SHORT: &str = r#"{"data":{"cart_id":"7","items":[{"item_id":1,"sku":"MS-03","qty":1}]}}"#;
 
-async fn setup(prefix: &str) -> (TestNamespace, Operator) {
-    let ns = TestNamespace::new(prefix).await;
-    install_crd(&ns.client).await;
-    let operator = Operator::start(&ns).await;
-    (ns, operator)
-}
-
 fn selector(name: &str) -> String {
     format!("app.kubernetes.io/instance={name}")
 }
 
 #[tokio::test]
 async fn rolling_updates_and_deleted_pods_lose_no_call() {
-    let (ns, _operator) = setup("rollout").await;
+    let (ns, _operator) = namespace_with_operator("rollout").await;
     ns.apply_yaml::<Secret>(
         "{apiVersion: v1, kind: Secret, metadata: {name: erp}, stringData: {param: one}}",
     )
@@ -61,10 +54,7 @@ spec:
         (endpoint_addresses(&ns, "stream").await == 2).then_some(())
     })
     .await;
-    let commerce = Commerce::new(format!(
-        "{}/webhook/check-stock",
-        service_url(&ns, "stream").await
-    ));
+    let commerce = Commerce::to_service(&ns, "stream", "/webhook/check-stock").await;
     commerce
         .eventually(IN_STOCK, Duration::from_secs(30), |a| a["op"] == "success")
         .await;
@@ -192,7 +182,7 @@ impl CommerceKey {
 
 #[tokio::test]
 async fn every_option_the_crd_offers_reaches_a_serving_pod() {
-    let (ns, _operator) = setup("options").await;
+    let (ns, _operator) = namespace_with_operator("options").await;
     let (back_office, back_office_calls) = start_back_office().await;
     let key = CommerceKey::generate(std::env::temp_dir().join(&ns.name));
     let keys = json!({
@@ -232,7 +222,8 @@ async fn every_option_the_crd_offers_reaches_a_serving_pod() {
 
     for hook in ["erp", "shelf"] {
         ready_pods(&ns, &selector(hook), 1).await;
-        let commerce = Commerce::new(format!("{}/hooks/stock", service_url(&ns, hook).await))
+        let commerce = Commerce::to_service(&ns, hook, "/hooks/stock")
+            .await
             .with_header("authorization", "Bearer hook-token");
         let signed = |body: &str| key.sign(body);
         let in_stock = signed(IN_STOCK);
@@ -258,8 +249,7 @@ async fn every_option_the_crd_offers_reaches_a_serving_pod() {
             "{hook}: {answer}"
         );
         // And the token: without it, refused.
-        let unauthenticated =
-            Commerce::new(format!("{}/hooks/stock", service_url(&ns, hook).await));
+        let unauthenticated = Commerce::to_service(&ns, hook, "/hooks/stock").await;
         let headers = [("x-adobe-commerce-webhook-signature", in_stock.as_str())];
         let answer = unauthenticated.call_with(IN_STOCK, &headers).await.unwrap();
         assert_eq!(answer["op"], "exception", "{hook}: {answer}");
