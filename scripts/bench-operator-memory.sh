@@ -21,9 +21,8 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 if [ -z "${OPERATOR_BIN:-}" ]; then
-  cargo build -q --release -p commerce-webhook-operator
-  target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-  OPERATOR_BIN=$target/release/commerce-webhook-operator
+  bash scripts/release-build.sh -p commerce-webhook-operator --bins
+  OPERATOR_BIN=$(bash scripts/release-build.sh --print-dir)/commerce-webhook-operator
 fi
 bash scripts/local-cluster.sh up >/dev/null
 eval "$(bash scripts/local-cluster.sh env)"

@@ -10,8 +10,8 @@ export CWO_CLUSTER_NAME=bench-$$
 # A thousand resources, no pods: the control plane alone (no node) is measured.
 export CWO_NODE=0
 trap 'bash scripts/local-cluster.sh down >/dev/null 2>&1 || true' EXIT INT TERM
-cargo build -q --release --workspace --bins
+bash scripts/release-build.sh -p commerce-webhook-operator -p e2e --bins
 bash scripts/local-cluster.sh up >/dev/null
 eval "$(bash scripts/local-cluster.sh env)"
-target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release
+target=$(bash scripts/release-build.sh --print-dir)
 "$target/bench-operator" "${1:-1000}"

@@ -38,8 +38,11 @@ ask() {
   curl -s --max-time 2 -H 'Content-Type: application/json' -d "$1" "http://$address$path"
   echo
 }
+# The starter kit's shape, then what the hook printed below makes Commerce send for
+# an add-to-cart (only the selected fields).
 ask '{"data":{"cart_id":"42","items":[{"item_id":1,"sku":"MS-01","qty":2}]}}'
 ask '{"data":{"cart_id":"42","items":[{"item_id":1,"sku":"MS-02","qty":"3"},{"item_id":2,"sku":"MS-03","qty":1}]}}'
+ask '{"product":{"sku":"MS-02","type_id":"simple"},"info":{"qty":"3"}}'
 
 step "What to paste into Commerce"
 "$(bash scripts/release-build.sh --print-dir)/commerce-webhook-operator" commerce-config check-stock --namespace shop
