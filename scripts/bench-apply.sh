@@ -9,9 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
 export CWO_CLUSTER_NAME=bench-apply-$$
-trap 'bash scripts/local-cluster.sh down >/dev/null 2>&1 || true' EXIT INT TERM
-bash scripts/build-images.sh >/dev/null
+trap 'bash scripts/local-cluster.sh down >/dev/null 2>&1 || true' EXIT
+trap 'exit 130' INT TERM HUP
 bash scripts/local-cluster.sh up >/dev/null
+bash scripts/build-images.sh >/dev/null
 eval "$(bash scripts/local-cluster.sh env)"
 helm install cwo charts/commerce-webhook-operator --namespace commerce-system --create-namespace --wait --timeout 3m >/dev/null
 

@@ -18,7 +18,8 @@ cleanup() {
   bash scripts/local-cluster.sh down >/dev/null 2>&1 || true
   rm -rf "$work"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
 
 if [ -z "${OPERATOR_BIN:-}" ]; then
   bash scripts/release-build.sh -p commerce-webhook-operator --bins

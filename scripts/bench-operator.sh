@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 export CWO_CLUSTER_NAME=bench-$$
 # A thousand resources, no pods: the control plane alone (no node) is measured.
 export CWO_NODE=0
-trap 'bash scripts/local-cluster.sh down >/dev/null 2>&1 || true' EXIT INT TERM
+trap 'bash scripts/local-cluster.sh down >/dev/null 2>&1 || true' EXIT
+trap 'exit 130' INT TERM HUP
 bash scripts/release-build.sh -p commerce-webhook-operator -p e2e --bins
 bash scripts/local-cluster.sh up >/dev/null
 eval "$(bash scripts/local-cluster.sh env)"

@@ -19,7 +19,8 @@ bash scripts/release-build.sh -p commerce-webhook --bins --examples
 target=$(bash scripts/release-build.sh --print-dir)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
 
 start() { # name port command...
   local name=$1 port=$2; shift 2

@@ -4,7 +4,8 @@
 # and placed on an empty base, then tagged as the Helm chart and the operator expect
 # by default, in the local Docker engine the local cluster's node runs pods from.
 #
-#   scripts/build-images.sh            build both images (starts a Docker engine if none runs)
+#   scripts/build-images.sh            build both images (starts a Docker engine if none
+#                                      runs, and leaves it running)
 #
 # Environment:
 #   IMAGE_REGISTRY   default ghcr.io/commerce-webhook-operator
@@ -14,12 +15,11 @@ cd "$(dirname "$0")/.."
 
 registry=${IMAGE_REGISTRY:-ghcr.io/commerce-webhook-operator}
 tag=${IMAGE_TAG:-$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)}
-docker=$(command -v /usr/bin/docker || command -v docker)
-
 bash scripts/release-build.sh -p commerce-webhook -p commerce-webhook-operator --bins
 release=$(bash scripts/release-build.sh --print-dir)
 
 bash scripts/local-cluster.sh engine
+docker=$(command -v /usr/bin/docker || command -v docker)
 context=$(mktemp -d)
 trap 'rm -rf "$context"' EXIT
 mkdir "$context/bin"

@@ -8,17 +8,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CWO_CLUSTER_NAME=demo-$$
 cleanup() { bash scripts/local-cluster.sh down >/dev/null 2>&1 || true; }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 started=$SECONDS
 
-step "Building the webhook and operator images (first time: a few minutes)"
-bash scripts/build-images.sh
-
-step "Starting a local one-node Kubernetes cluster (first time: builds it, ~15 minutes)"
+step "Starting a local one-node Kubernetes cluster (first time: builds it, ~10 minutes)"
 bash scripts/local-cluster.sh up >/dev/null
 eval "$(bash scripts/local-cluster.sh env)"
 kubectl get nodes -o wide
+
+step "Building the webhook and operator images into the node's engine (first time: ~6 minutes)"
+bash scripts/build-images.sh
 
 step "helm install commerce-webhook-operator"
 helm install cwo charts/commerce-webhook-operator --namespace commerce-system --create-namespace --wait --timeout 3m

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A real one-node Kubernetes v1.20.2 cluster on this machine, built from Debian's
-# packages and cached outside the work tree: etcd, kube-apiserver,
+# packages (kubectl and helm from PyPI) and cached outside the work tree: etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler, and a node (kubelet driving Docker through
 # its built-in dockershim, kube-proxy routing Services with iptables). Nothing is
 # pulled: the pod sandbox ("pause") image is built here, and the project's images by
@@ -76,7 +76,7 @@ build_kubernetes() {
   have_kubernetes && return 0
   apt_install golang-go rsync dpkg-dev golang-github-modern-go-reflect2-dev make gcc libc6-dev
   local src_list=/etc/apt/sources.list.d/cwo-bookworm-src.sources
-  if ! grep -rqs "deb-src" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  if ! grep -rqsE '^[[:space:]]*(deb-src|Types:.*deb-src)' /etc/apt/sources.list /etc/apt/sources.list.d/; then
     say "adding a deb-src entry for bookworm ($src_list)"
     printf 'Types: deb-src\nURIs: http://deb.debian.org/debian\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
       | need_root_or_sudo tee "$src_list" >/dev/null
@@ -102,7 +102,7 @@ build_kubernetes() {
   ln -sfn ../../.. "$tree/.go/src/k8s.io/kubernetes"
   local what=() bin
   for bin in $K8S_COMPONENTS; do what+=("cmd/$bin"); done
-  say "building $K8S_COMPONENTS (about 12 minutes on 2 cores; log: $work/build.log)"
+  say "building $K8S_COMPONENTS (about 8 minutes on 2 cores; log: $work/build.log)"
   (cd "$tree/.go/src/k8s.io/kubernetes" && GOPATH=$tree/.go CGO_ENABLED=0 GOFLAGS= \
     make WHAT="${what[*]}" >"$work/build.log" 2>&1) \
     || { tail -n 30 "$work/build.log" >&2; die "building kubernetes failed (full log: $work/build.log)"; }
@@ -262,6 +262,8 @@ start_engine() {
     return 0
   fi
   apt_install docker.io iptables socat conntrack
+  # Installing docker.io starts Debian's own engine where systemd runs: use that one.
+  if engine_running; then start_engine; return 0; fi
   local wrapper log
   wrapper=$(write_runtime_wrapper)
   log=${TMPDIR:-/tmp}/cwo-dockerd.log
@@ -276,7 +278,7 @@ start_engine() {
     --bip 172.17.0.1/17 >"$log" 2>&1 </dev/null &
   local pid=$!
   for _ in $(seq 1 150); do
-    engine_running && { echo "$pid"; return 0; }
+    pid_alive "$pid" && engine_running && { echo "$pid"; return 0; }
     pid_alive "$pid" || break
     sleep 0.2
   done
@@ -305,6 +307,9 @@ service_cidr() {
 route_services() {
   local services=$1 device
   device=$(bridge_device)
+  if ip route show "$services" | grep -qv " dev $device "; then
+    die "the Service range $services is already routed elsewhere ($(ip route show "$services" | head -n 1)); start the cluster's own Docker engine (stop the running one; $0 up starts it with the bridge it needs)"
+  fi
   ip route replace "$services" dev "$device"
   echo "$services dev $device" >"$STATE_DIR/service-route"
 }
@@ -431,7 +436,7 @@ cmd_up() {
   stop_started_processes
   rm -rf "$STATE_DIR"
   resolve_binaries
-  apt_install openssl
+  apt_install openssl curl
   mkdir -p "$STATE_DIR/pids" "$STATE_DIR/logs" "$STATE_DIR/etcd"
 
   # Where the apiserver listens: loopback, or, with a node, the Docker bridge's

@@ -15,10 +15,13 @@ cd "$(dirname "$0")/.."
 export CWO_CLUSTER_NAME=${CWO_CLUSTER_NAME:-test-$$}
 cluster=scripts/local-cluster.sh
 cleanup() { bash "$cluster" down >/dev/null 2>&1 || true; }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
 
-[ "${USE_EXISTING_CLUSTER:-}" = 1 ] || bash scripts/build-images.sh
+# The cluster first: its `up` starts the Docker engine (and `down` stops it), which
+# the images are then built into.
 bash "$cluster" up >/dev/null
+[ "${USE_EXISTING_CLUSTER:-}" = 1 ] || bash scripts/build-images.sh
 eval "$(bash "$cluster" env)"
 echo "test.sh: cluster ready ($(bash "$cluster" status | head -n 1))"
 
