@@ -253,6 +253,20 @@ where
     }
 }
 
+/// The reasons of the Events in the namespace about objects of `kind` (any kind
+/// when `None`).
+pub async fn event_reasons(ns: &TestNamespace, kind: Option<&str>) -> Vec<String> {
+    ns.api::<k8s_openapi::api::core::v1::Event>()
+        .list(&ListParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("listing events: {e}"))
+        .items
+        .into_iter()
+        .filter(|e| kind.is_none() || e.involved_object.kind.as_deref() == kind)
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
 /// Waits until `count` pods matching `selector` are Running and Ready (by the
 /// kubelet's readiness probes) and none other is left; returns their names, sorted.
 pub async fn ready_pods(ns: &TestNamespace, selector: &str, count: usize) -> Vec<String> {

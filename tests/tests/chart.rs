@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use commerce_webhook_operator::resource::CommerceWebhook;
 use e2e::{
-    Commerce, POD_WAIT, TestNamespace, endpoint_addresses, ready_pods, repo_path, restart_count,
-    tool, wait_for,
+    Commerce, POD_WAIT, TestNamespace, endpoint_addresses, event_reasons, ready_pods, repo_path,
+    restart_count, tool, wait_for,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
@@ -327,14 +327,20 @@ async fn helm_install_runs_the_operator_pod_and_serves_commerce() {
     assert_eq!(restart_count(&ns, WEBHOOK_SELECTOR).await, 0, "no restart");
 
     // enabled: false removes the workload; true brings it back, serving.
-    let enabled = |on: bool| json!({"spec": {"enabled": on}});
-    cwhs.patch(
-        "check-stock",
-        &PatchParams::default(),
-        &Patch::Merge(&enabled(false)),
-    )
-    .await
-    .unwrap();
+    let set_enabled = |on: bool| {
+        let cwhs = cwhs.clone();
+        async move {
+            let change = json!({"spec": {"enabled": on}});
+            cwhs.patch(
+                "check-stock",
+                &PatchParams::default(),
+                &Patch::Merge(&change),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    set_enabled(false).await;
     let pods = ns.api::<Pod>();
     wait_for("the webhook pods to be gone", POD_WAIT, || async {
         let list = pods
@@ -345,13 +351,7 @@ async fn helm_install_runs_the_operator_pod_and_serves_commerce() {
         (list.items.is_empty() && deployment.is_none()).then_some(())
     })
     .await;
-    cwhs.patch(
-        "check-stock",
-        &PatchParams::default(),
-        &Patch::Merge(&enabled(true)),
-    )
-    .await
-    .unwrap();
+    set_enabled(true).await;
     ready_pods(&ns, WEBHOOK_SELECTOR, 2).await;
     let commerce = Commerce::to_service(&ns, "check-stock", "/webhook/check-stock").await;
     commerce
@@ -407,15 +407,7 @@ async fn helm_install_runs_the_operator_pod_and_serves_commerce() {
         !log.to_lowercase().contains("forbidden"),
         "the operator hit a permission the chart does not grant:\n{log}"
     );
-    let events = ns.api::<Event>();
-    let reasons: Vec<String> = events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|e| e.reason)
-        .collect();
+    let reasons = event_reasons(&ns, None).await;
     assert!(
         reasons.iter().any(|r| r == "Created"),
         "events: {reasons:?}"

@@ -6,7 +6,10 @@ use std::time::Duration;
 use commerce_webhook_operator::children::CONFIG_HASH_ANNOTATION;
 use commerce_webhook_operator::leader::LeaseLock;
 use commerce_webhook_operator::resource::CommerceWebhook;
-use e2e::{Operator, POD_WAIT, TestNamespace, install_crd, namespace_with_operator, wait_for};
+use e2e::{
+    Operator, POD_WAIT, TestNamespace, event_reasons, install_crd, namespace_with_operator,
+    wait_for,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Secret, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -76,6 +79,19 @@ async fn wait_for_reason(ns: &TestNamespace, name: &str, reason: &str) -> Commer
         (ready.reason == reason).then_some(cwh.clone())
     })
     .await
+}
+
+/// A spec change the operator must apply to the Deployment.
+async fn set_log_level_warn(ns: &TestNamespace) {
+    let change = json!({"spec": {"inputs": [{"name": "LOG_LEVEL", "value": "warn"}]}});
+    ns.api::<CommerceWebhook>()
+        .patch(
+            "check-stock",
+            &PatchParams::default(),
+            &Patch::Merge(change),
+        )
+        .await
+        .unwrap();
 }
 
 fn ready_message(cwh: &CommerceWebhook) -> String {
@@ -206,15 +222,7 @@ async fn deploys_inputs_and_secret_references_and_reports_readiness() {
     assert_eq!(status.conditions[0].reason, "Available");
 
     let events = ns.api::<Event>();
-    let reasons: Vec<String> = events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.involved_object.kind.as_deref() == Some("CommerceWebhook"))
-        .filter_map(|e| e.reason)
-        .collect();
+    let reasons = event_reasons(&ns, Some("CommerceWebhook")).await;
     assert!(
         reasons.contains(&"Created".to_owned()),
         "events: {reasons:?}"
@@ -692,14 +700,7 @@ async fn scaling_is_left_to_kubectl_and_an_hpa() {
     )
     .unwrap();
     // A change the operator must apply, after the scale.
-    ns.api::<CommerceWebhook>()
-        .patch(
-            "check-stock",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"inputs": [{"name": "LOG_LEVEL", "value": "warn"}]}})),
-        )
-        .await
-        .unwrap();
+    set_log_level_warn(&ns).await;
     wait_for("the new LOG_LEVEL applied", WAIT, || async {
         let deployment = deployments.get("check-stock").await.ok()?;
         let env = deployment.spec?.template.spec?.containers[0].env.clone()?;
@@ -804,14 +805,7 @@ async fn a_frozen_leader_loses_the_lease_and_stays_quiet_when_thawed() {
     })
     .await;
     // Work for the new leader, which the frozen one would also do once thawed.
-    ns.api::<CommerceWebhook>()
-        .patch(
-            "check-stock",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"inputs": [{"name": "LOG_LEVEL", "value": "warn"}]}})),
-        )
-        .await
-        .unwrap();
+    set_log_level_warn(&ns).await;
     let events = ns.api::<NewEvent>();
     let by = |instance: &'static str| {
         let events = events.clone();

@@ -206,17 +206,17 @@ mod tests {
     use super::*;
     use crate::fixtures::webhook as resource;
 
+    fn defaults() -> Defaults {
+        Defaults {
+            image: "img:1".into(),
+            pdb: crate::children::PdbApi::v1(),
+        }
+    }
+
     #[test]
     fn the_deployment_is_hardened_and_owned() {
         let cwh = resource("workload: {replicas: 2}\ningress: {host: shop.example.com}");
-        let deployment = deployment(
-            &cwh,
-            &Defaults {
-                image: "img:1".into(),
-                pdb: crate::children::PdbApi::v1(),
-            },
-            "hash",
-        );
+        let deployment = deployment(&cwh, &defaults(), "hash");
         let spec = deployment.spec.unwrap();
         assert_eq!(spec.replicas, Some(2));
         let pod = spec.template.spec.unwrap();
@@ -242,10 +242,7 @@ mod tests {
     /// `kubectl scale` and fight an HPA: unset, it is not applied at all.
     #[test]
     fn unset_replicas_are_not_applied() {
-        let defaults = Defaults {
-            image: "img:1".into(),
-            pdb: crate::children::PdbApi::v1(),
-        };
+        let defaults = defaults();
         for yaml in ["{}", "workload: {autoscaling: {maxReplicas: 5}}"] {
             let applied = deployment(&resource(yaml), &defaults, "hash");
             assert_eq!(applied.spec.as_ref().unwrap().replicas, None, "{yaml}");
@@ -259,14 +256,7 @@ mod tests {
         let cwh = resource(
             "stock: {backOffice: {url: 'https://erp.example/stock', caBundle: {configMapKeyRef: {name: pki, key: ca.pem}}}}",
         );
-        let deployment = deployment(
-            &cwh,
-            &Defaults {
-                image: "img:1".into(),
-                pdb: crate::children::PdbApi::v1(),
-            },
-            "hash",
-        );
+        let deployment = deployment(&cwh, &defaults(), "hash");
         let pod = deployment.spec.unwrap().template.spec.unwrap();
         let volume = &pod.volumes.unwrap()[0];
         let config_map = volume.config_map.as_ref().unwrap();
