@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use http_body_util::BodyExt;
@@ -260,45 +260,63 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), RequestError> {
         return Err(RequestError::ContentType("(none)".into()));
     };
     let text = value.to_str().unwrap_or("");
-    let mime = text
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
+    let mime = text.split(';').next().unwrap_or("").trim();
+    let json = mime.eq_ignore_ascii_case("application/json")
+        || mime
+            .get(..12)
+            .is_some_and(|start| start.eq_ignore_ascii_case("application/"))
+            && mime
+                .get(mime.len().saturating_sub(5)..)
+                .is_some_and(|end| end.eq_ignore_ascii_case("+json"));
+    if json {
         Ok(())
     } else {
         Err(RequestError::ContentType(format!("'{}'", Echo(text))))
     }
 }
 
-/// The body, collected into one buffer that never grows past `limit`: it starts
-/// at the announced length (if within the limit) and doubles up to the limit, so
-/// a body sent in many small chunks costs its size, not a buffer per chunk.
-async fn read_body(mut body: Body, limit: usize) -> Result<Vec<u8>, RequestError> {
+/// The body. Usually it arrives in one chunk, which is used as hyper delivered it;
+/// otherwise the chunks are collected into one buffer that never grows past
+/// `limit`: it starts at the announced length (if within the limit) and doubles up
+/// to the limit, so a body sent in many small chunks costs its size, not a buffer
+/// per chunk.
+async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, RequestError> {
     use axum::body::HttpBody as _;
     let announced = body.size_hint().lower();
     if announced > limit as u64 {
         return Err(RequestError::BodyTooLarge(limit));
     }
-    let mut buffer = Vec::with_capacity(announced as usize);
+    let mut first: Option<Bytes> = None;
+    let mut buffer = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(RequestError::BodyUnreadable)?;
         let Ok(data) = frame.into_data() else {
             continue; // trailers carry nothing check-stock reads
         };
-        let needed = buffer.len() + data.len();
+        let held = first.as_ref().map_or(buffer.len(), Bytes::len);
+        let needed = held + data.len();
         if needed > limit {
             return Err(RequestError::BodyTooLarge(limit));
         }
+        if held == 0 && first.is_none() {
+            first = Some(data);
+            continue;
+        }
+        if let Some(first) = first.take() {
+            buffer.reserve_exact((announced as usize).max(needed));
+            buffer.extend_from_slice(&first);
+        }
         if needed > buffer.capacity() {
-            let grown = needed.max(buffer.capacity() * 2).max(4096).min(limit);
-            buffer.reserve_exact(grown - buffer.len());
+            buffer.reserve_exact(grown_capacity(buffer.capacity(), needed, limit) - buffer.len());
         }
         buffer.extend_from_slice(&data);
     }
-    Ok(buffer)
+    Ok(first.unwrap_or_else(|| buffer.into()))
+}
+
+/// Doubling (from at least 4 KiB), bounded by `limit`, and at least `needed`.
+fn grown_capacity(current: usize, needed: usize, limit: usize) -> usize {
+    needed.max(current * 2).max(4096).min(limit).max(needed)
 }
 
 #[cfg(test)]
@@ -323,13 +341,41 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_body_in_one_byte_chunks_is_one_buffer_bounded_by_the_limit() {
+    async fn a_body_in_many_chunks_is_collected_within_the_limit() {
         let body = read_body(Body::from_stream(Trickle(10_000)), 16_384)
             .await
             .unwrap();
         assert_eq!(body.len(), 10_000);
-        assert!(body.capacity() <= 16_384, "capacity {}", body.capacity());
         let over = read_body(Body::from_stream(Trickle(16_385)), 16_384).await;
         assert!(matches!(over, Err(RequestError::BodyTooLarge(16_384))));
+        let one = read_body(Body::from("{}"), 16).await.unwrap();
+        assert_eq!(&one[..], b"{}");
+    }
+
+    #[test]
+    fn the_buffer_doubles_but_never_past_the_limit() {
+        assert_eq!(grown_capacity(0, 1, 16_384), 4096);
+        assert_eq!(grown_capacity(4096, 4097, 16_384), 8192);
+        assert_eq!(grown_capacity(8192, 8193, 10_000), 10_000);
+        assert_eq!(grown_capacity(8192, 9000, 100_000), 16_384);
+    }
+
+    #[test]
+    fn json_media_types_are_accepted_whatever_their_case() {
+        let check = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_TYPE, axum::http::HeaderValue::from_static(value));
+            check_content_type(&headers).is_ok()
+        };
+        for json in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/vnd.api+json",
+        ] {
+            assert!(check(json), "{json}");
+        }
+        for other in ["text/plain", "application/jsonx", "json", "", "text/x+json"] {
+            assert!(!check(other), "{other}");
+        }
     }
 }

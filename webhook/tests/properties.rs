@@ -5,6 +5,7 @@ use axum::http::{HeaderMap, HeaderValue, header::CONTENT_TYPE};
 use clap::Parser;
 use commerce_webhook::config::Config;
 use commerce_webhook::contract::Args;
+use commerce_webhook::payload::{PayloadError, parse_check_stock};
 use commerce_webhook::server::AppState;
 use commerce_webhook::startup;
 use proptest::prelude::*;
@@ -87,6 +88,52 @@ proptest! {
         let wrapped = serde_json::json!({"data": payload.clone()});
         for value in [payload, wrapped] {
             assert_commerce_operation(&answer(&runtime, &state, value.to_string().into_bytes()));
+        }
+    }
+
+    #[test]
+    fn every_valid_json_body_is_read_not_called_malformed(payload in arbitrary_json(), pretty: bool) {
+        for value in [serde_json::json!({"data": payload.clone()}), payload] {
+            let text = if pretty { serde_json::to_string_pretty(&value) } else { serde_json::to_string(&value) };
+            let result = parse_check_stock(text.unwrap().as_bytes());
+            prop_assert!(!matches!(result, Err(PayloadError::MalformedJson(_))), "{value}: {result:?}");
+        }
+    }
+
+    /// The reader skims what follows an object's last known field: whatever comes
+    /// before, between or after the fields read, the request read is the same.
+    #[test]
+    fn attributes_around_the_fields_read_do_not_change_the_request(
+        extra in prop::collection::vec(("x_[a-z_]{0,6}", arbitrary_json()), 0..9),
+        pretty: bool,
+    ) {
+        let members: Vec<String> = extra
+            .iter()
+            .map(|(key, value)| {
+                let value = if pretty { serde_json::to_string_pretty(value) } else { serde_json::to_string(value) };
+                format!("{}:{}", Value::from(key.as_str()), value.unwrap())
+            })
+            .collect();
+        let third = members.len() / 3;
+        let (before, rest) = members.split_at(third);
+        let (between, after) = rest.split_at(third);
+        let object = |fields: [&str; 2]| {
+            let parts: Vec<String> = [before, &[fields[0].to_owned()], between, &[fields[1].to_owned()], after]
+                .concat();
+            format!("{{{}}}", parts.join(if pretty { ",\n " } else { "," }))
+        };
+        let cases = [
+            (
+                format!(r#"{{"data":{{"product":{},"info":{}}}}}"#, object([r#""sku":"MS-01""#, r#""type_id":"simple""#]), object([r#""qty":"2""#, r#""form_key":"k""#])),
+                r#"{"data":{"product":{"sku":"MS-01","type_id":"simple"},"info":{"qty":"2"}}}"#,
+            ),
+            (
+                format!(r#"{{"data":{{"item":{}}}}}"#, object([r#""qty":"3.0000""#, r#""sku":"MS-02""#])),
+                r#"{"data":{"item":{"sku":"MS-02","qty":"3.0000"}}}"#,
+            ),
+        ];
+        for (noisy, plain) in cases {
+            prop_assert_eq!(parse_check_stock(noisy.as_bytes()), parse_check_stock(plain.as_bytes()), "{}", noisy);
         }
     }
 }

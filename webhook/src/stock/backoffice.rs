@@ -12,6 +12,7 @@
 //! given explicitly (never from `HTTPS_PROXY`-like variables, which other inputs of
 //! the pod could set), and trusts the built-in roots plus an optional CA bundle.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use reqwest::redirect::Policy;
@@ -161,7 +162,7 @@ fn availability_from(
     answer: StockAnswer,
     request: &CheckStockRequest,
 ) -> Result<Availability, StockError> {
-    let mut availability = Availability::with_capacity(answer.items.len());
+    let mut by_sku = HashMap::with_capacity(answer.items.len());
     for item in answer.items {
         if item.available < Decimal::ZERO {
             return Err(StockError::invalid_answer(format!(
@@ -170,19 +171,16 @@ fn availability_from(
                 item.available
             )));
         }
-        availability.insert(item.sku.into(), item.available.normalize());
+        by_sku.insert(item.sku, item.available.normalize());
     }
-    if let Some(missing) = request
-        .items
-        .iter()
-        .find(|item| !availability.contains_key(item.sku.as_str()))
-    {
-        return Err(StockError::invalid_answer(format!(
-            "no answer for SKU '{}'",
-            Echo(&missing.sku)
-        )));
-    }
-    Ok(availability)
+    let lines = request.items.iter();
+    lines
+        .map(|item| {
+            by_sku.get(&item.sku).copied().ok_or_else(|| {
+                StockError::invalid_answer(format!("no answer for SKU '{}'", Echo(&item.sku)))
+            })
+        })
+        .collect()
 }
 
 impl StockSource for BackOffice {

@@ -26,7 +26,7 @@ pub const SAMPLE_INVENTORY: &str = include_str!("../../sample-inventory.yaml");
 
 /// Quantities by SKU.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Inventory(HashMap<Arc<str>, Decimal>);
+pub struct Inventory(HashMap<String, Decimal>);
 
 #[derive(Debug, Error)]
 pub enum InventoryError {
@@ -73,9 +73,9 @@ impl Inventory {
         };
         let mut map = HashMap::with_capacity(entries.len());
         for (key, qty) in entries {
-            let sku: Arc<str> = match key {
-                serde_yaml::Value::String(sku) => sku.into(),
-                serde_yaml::Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string().into(),
+            let sku: String = match key {
+                serde_yaml::Value::String(sku) => sku,
+                serde_yaml::Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
                 other => {
                     return Err(invalid(format!(
                         "key {} is not a SKU: quote it",
@@ -110,12 +110,8 @@ impl Inventory {
     }
 
     fn availability(&self, request: &CheckStockRequest) -> Availability {
-        request
-            .items
-            .iter()
-            .filter_map(|item| self.0.get_key_value(item.sku.as_str()))
-            .map(|(sku, qty)| (Arc::clone(sku), *qty))
-            .collect()
+        let stock = |sku: &str| self.0.get(sku).copied().unwrap_or(Decimal::ZERO);
+        request.items.iter().map(|item| stock(&item.sku)).collect()
     }
 }
 

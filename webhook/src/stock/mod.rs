@@ -9,10 +9,8 @@ pub mod backoffice;
 pub mod inventory;
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -22,10 +20,10 @@ use crate::payload::{CheckStockRequest, Decimal};
 pub use backoffice::{BackOffice, BackOfficeSettings};
 pub use inventory::{Inventory, InventoryFile};
 
-/// Available quantity by SKU. A SKU a source does not know is treated as unavailable.
-/// Keys are shared strings, so that a source holding its SKUs (the inventory) hands
-/// them out without copying them for every call.
-pub type Availability = HashMap<Arc<str>, Decimal>;
+/// The available quantity of each line's SKU, in the order of the request's lines
+/// (a SKU a source does not know is unavailable: zero). By line rather than by SKU
+/// so that answering a call builds no map: most carts have one or two lines.
+pub type Availability = Vec<Decimal>;
 
 /// A boxed future, so that sources can be chosen at start-up (`dyn StockSource`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -110,29 +108,40 @@ pub struct Shortage {
 /// Compares the cart with what is available. Lines of the same SKU are added up
 /// (exactly, saturating at the largest decimal), so a cart cannot get around the
 /// stock by splitting a quantity over several lines. Shortages keep the order in
-/// which SKUs first appear in the cart. Linear in the cart's lines: a map finds
-/// the SKU seen before.
-pub fn shortages(request: &CheckStockRequest, availability: &Availability) -> Vec<Shortage> {
-    let mut wanted: Vec<(&str, Decimal)> = Vec::with_capacity(request.items.len());
-    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(request.items.len());
-    for item in &request.items {
-        match seen.entry(&item.sku) {
-            Entry::Occupied(at) => {
-                let qty = &mut wanted[*at.get()].1;
-                *qty = qty.saturating_add(item.qty);
-            }
-            Entry::Vacant(slot) => {
-                slot.insert(wanted.len());
-                wanted.push((&item.sku, item.qty));
+/// which SKUs first appear in the cart. Linear in the cart's lines: past a few
+/// lines, a map finds the SKU seen before.
+pub fn shortages(request: &CheckStockRequest, availability: &[Decimal]) -> Vec<Shortage> {
+    /// Up to this many lines, looking through the SKUs seen so far costs less than
+    /// building a map.
+    const SEARCHED: usize = 8;
+    let items = &request.items;
+    // The first line of each SKU, and the quantity of all its lines.
+    let mut wanted: Vec<(usize, Decimal)> = Vec::with_capacity(items.len());
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (line, item) in items.iter().enumerate() {
+        let before = if items.len() <= SEARCHED {
+            wanted
+                .iter()
+                .position(|&(first, _)| items[first].sku == item.sku)
+        } else {
+            seen.get(item.sku.as_str()).copied()
+        };
+        match before {
+            Some(at) => wanted[at].1 = wanted[at].1.saturating_add(item.qty),
+            None => {
+                if items.len() > SEARCHED {
+                    seen.insert(&item.sku, wanted.len());
+                }
+                wanted.push((line, item.qty));
             }
         }
     }
     wanted
         .into_iter()
-        .filter_map(|(sku, requested)| {
-            let available = availability.get(sku).copied().unwrap_or(Decimal::ZERO);
+        .filter_map(|(line, requested)| {
+            let available = availability.get(line).copied().unwrap_or(Decimal::ZERO);
             (requested > available).then(|| Shortage {
-                sku: sku.to_owned(),
+                sku: items[line].sku.clone(),
                 requested,
                 available,
             })
@@ -163,22 +172,25 @@ mod tests {
         }
     }
 
-    fn available(table: &[(&str, &str)]) -> Availability {
-        table
-            .iter()
-            .map(|(sku, qty)| (Arc::from(*sku), d(qty)))
+    /// What a source with `table` answers for `request`.
+    fn available(request: &CheckStockRequest, table: &[(&str, &str)]) -> Availability {
+        let stock = |sku: &str| table.iter().find(|(s, _)| *s == sku).map(|(_, q)| d(q));
+        let lines = request.items.iter();
+        lines
+            .map(|item| stock(&item.sku).unwrap_or(Decimal::ZERO))
             .collect()
+    }
+
+    fn short(items: &[(&str, &str)], table: &[(&str, &str)]) -> Vec<Shortage> {
+        let request = request(items);
+        shortages(&request, &available(&request, table))
     }
 
     #[test]
     fn adds_up_lines_of_the_same_sku_and_treats_unknown_as_zero() {
-        let availability = available(&[("A", "3"), ("B", "10")]);
-        let short = shortages(
-            &request(&[("A", "2"), ("B", "1"), ("A", "2"), ("C", "1")]),
-            &availability,
-        );
+        let table = [("A", "3"), ("B", "10")];
         assert_eq!(
-            short,
+            short(&[("A", "2"), ("B", "1"), ("A", "2"), ("C", "1")], &table),
             vec![
                 Shortage {
                     sku: "A".into(),
@@ -192,19 +204,16 @@ mod tests {
                 },
             ]
         );
-        assert!(shortages(&request(&[("A", "3"), ("B", "10")]), &availability).is_empty());
+        assert!(short(&[("A", "3"), ("B", "10")], &table).is_empty());
     }
 
     #[test]
     fn decimal_quantities_add_up_exactly() {
         // As f64: 0.1 + 0.2 = 0.30000000000000004 > 0.3, a shortage that is not.
-        let availability = available(&[("A", "0.3"), ("B", "9007199254740992")]);
-        assert!(shortages(&request(&[("A", "0.1"), ("A", "0.2")]), &availability).is_empty());
+        let table = [("A", "0.3"), ("B", "9007199254740992")];
+        assert!(short(&[("A", "0.1"), ("A", "0.2")], &table).is_empty());
         // As f64: 2^53 + 1 rounds to 2^53, and the missing unit goes unnoticed.
-        let short = shortages(
-            &request(&[("B", "9007199254740992"), ("B", "1")]),
-            &availability,
-        );
+        let short = short(&[("B", "9007199254740992"), ("B", "1")], &table);
         assert_eq!(short.len(), 1, "{short:?}");
         assert_eq!(short[0].requested, d("9007199254740993"));
     }
@@ -226,7 +235,7 @@ mod tests {
             unchecked: None,
         };
         let started = std::time::Instant::now();
-        let short = shortages(&big, &Availability::new());
+        let short = shortages(&big, &[]);
         assert_eq!(short.len(), skus.len());
         assert!(
             started.elapsed() < Duration::from_secs(5),

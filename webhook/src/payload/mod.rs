@@ -13,21 +13,24 @@
 //! - the starter kit's `{"data":{"cart_id","items":[..]}}`, with its exact messages.
 //!
 //! Commerce is PHP: numbers arrive as strings (`"2"`, `"1.0000"`), empty values as
-//! `""`, `null` or `[]`, and a product carries hundreds of attributes. The model
-//! below is plain serde derives over borrowed values: only the few fields read are
-//! kept, every other key is skipped by serde's `IgnoredAny` without building
-//! anything, and each kept value stays a [`Node`] until validated, so that a wrong
-//! value can be named in the message (which field, what was sent).
+//! `""`, `null` or `[]`, and a product carries hundreds of attributes. The document
+//! model (`document.rs`) keeps only the few fields read, each as a `Node` until
+//! validated here, so that a wrong value can be named in the message (which field,
+//! what was sent). It is read by a reader of its own (`cursor.rs`) rather than
+//! serde_json, because reading is most of what a call costs: the rest of an object
+//! whose fields have all been read is skimmed (`skim.rs`), not parsed.
+
+mod cursor;
+mod document;
+mod skim;
 
 use std::borrow::Cow;
 use std::fmt;
-use std::marker::PhantomData;
 
-use serde::Deserialize;
-use serde::de::value::MapAccessDeserializer;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::Number;
+use serde::de::IgnoredAny;
 use thiserror::Error;
+
+use document::{Data, Info, List, Node, Product, QuoteItem, Shape, StarterItem};
 
 /// Quantities: exact decimals, so that `0.1 + 0.2` is `0.3` and `2^53 + 1` stays
 /// itself (an `f64` gets both wrong, and a cart then shows a shortage that is not).
@@ -49,7 +52,7 @@ pub struct CheckStockRequest {
     pub cart_id: Option<String>,
     /// What to check; empty only when `unchecked` says why.
     pub items: Vec<RequestedItem>,
-    /// A product the payload cannot check (see [`COMPOSITE_TYPES`]). It is let
+    /// A product the payload cannot check (see `COMPOSITE_TYPES`). It is let
     /// through: refusing it would block every such product, whatever the stock.
     pub unchecked: Option<UncheckedProduct>,
 }
@@ -108,8 +111,7 @@ pub enum PayloadError {
 
 /// Parses and validates a raw body into a [`CheckStockRequest`].
 pub fn parse_check_stock(body: &[u8]) -> Result<CheckStockRequest, PayloadError> {
-    let body: Shape<'_, Body<'_>> =
-        serde_json::from_slice(body).map_err(|e| PayloadError::MalformedJson(e.to_string()))?;
+    let body = document::read_body(body).map_err(|error| malformed(body, error))?;
     let Shape::Object(body) = body else {
         return Err(PayloadError::UnknownShape(None));
     };
@@ -130,6 +132,30 @@ pub fn parse_check_stock(body: &[u8]) -> Result<CheckStockRequest, PayloadError>
         };
         Err(PayloadError::UnknownShape(event_name))
     })
+}
+
+/// What is wrong with a body that is not JSON (or repeats a field), as serde_json
+/// words it, with line and column: read only on this path, so it costs nothing
+/// when the body is good.
+fn malformed(body: &[u8], error: cursor::Error) -> PayloadError {
+    let (at, problem) = match error {
+        cursor::Error::Duplicate { field, at } => (at, format!("duplicate field `{field}`")),
+        cursor::Error::Syntax(at) => match serde_json::from_slice::<IgnoredAny>(body) {
+            Err(error) => return PayloadError::MalformedJson(error.to_string()),
+            // serde_json reads what it skips less strictly (a lone surrogate in
+            // an escape, for one): name the place.
+            Ok(_) => (at, "invalid value".to_owned()),
+        },
+    };
+    let line_start = body[..at]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let line = body[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+    PayloadError::MalformedJson(format!(
+        "{problem} at line {line} column {}",
+        at - line_start + 1
+    ))
 }
 
 /// The request of whichever event these objects belong to, if any. `prefix` is where
@@ -401,279 +427,6 @@ impl fmt::Display for Echo<'_> {
             }
         }
         Ok(())
-    }
-}
-
-// --- the document model ----------------------------------------------------------
-//
-// Plain derives: unknown keys are skipped (serde's `IgnoredAny`), and `null` reads as
-// an absent `Option`. PHP never repeats a key; serde rejects a repeated one.
-
-/// The top level: the default form's `data` and `eventName`, or the objects of a
-/// field-selected form.
-#[derive(Deserialize)]
-struct Body<'a> {
-    #[serde(borrow)]
-    data: Option<Shape<'a, Data<'a>>>,
-    #[serde(borrow, rename = "eventName")]
-    event_name: Option<Node<'a>>,
-    #[serde(borrow)]
-    product: Option<Shape<'a, Product<'a>>>,
-    #[serde(borrow)]
-    info: Option<Shape<'a, Info<'a>>>,
-    #[serde(borrow)]
-    item: Option<Shape<'a, QuoteItem<'a>>>,
-}
-
-/// `data`: the starter kit's fields, or an event's.
-#[derive(Deserialize)]
-struct Data<'a> {
-    #[serde(borrow)]
-    cart_id: Option<Node<'a>>,
-    #[serde(borrow)]
-    items: Option<List<'a, Shape<'a, StarterItem<'a>>>>,
-    #[serde(borrow)]
-    product: Option<Shape<'a, Product<'a>>>,
-    #[serde(borrow)]
-    info: Option<Shape<'a, Info<'a>>>,
-    #[serde(borrow)]
-    item: Option<Shape<'a, QuoteItem<'a>>>,
-}
-
-#[derive(Deserialize)]
-struct StarterItem<'a> {
-    #[serde(borrow)]
-    item_id: Option<Node<'a>>,
-    #[serde(borrow)]
-    sku: Option<Node<'a>>,
-    #[serde(borrow)]
-    qty: Option<Node<'a>>,
-}
-
-/// `data.product` of `observer.checkout_cart_product_add_before` (of its hundreds of
-/// attributes, only these two).
-#[derive(Deserialize, Default)]
-struct Product<'a> {
-    #[serde(borrow)]
-    sku: Option<Node<'a>>,
-    #[serde(borrow)]
-    type_id: Option<Node<'a>>,
-}
-
-/// `data.info`: the add-to-cart request (`qty`, `super_attribute`, `form_key`, ...).
-#[derive(Deserialize, Default)]
-struct Info<'a> {
-    #[serde(borrow)]
-    qty: Option<Node<'a>>,
-}
-
-/// `data.item` of `observer.sales_quote_item_save_before`.
-#[derive(Deserialize, Default)]
-struct QuoteItem<'a> {
-    #[serde(borrow)]
-    sku: Option<Node<'a>>,
-    #[serde(borrow)]
-    qty: Option<Node<'a>>,
-    #[serde(borrow)]
-    quote_id: Option<Node<'a>>,
-}
-
-/// An object read as `T`, or any other value kept as a [`Node`] to be described
-/// (PHP sends `[]` or `""` where an object is empty).
-enum Shape<'a, T> {
-    Object(T),
-    Other(Node<'a>),
-}
-
-/// An array of `T`, or any other value kept as a [`Node`] to be described.
-enum List<'a, T> {
-    Items(Vec<T>),
-    Other(Node<'a>),
-}
-
-/// A JSON value as far as messages need it: scalars kept, containers described.
-#[derive(Debug, Clone, PartialEq)]
-enum Node<'a> {
-    Null,
-    Bool(bool),
-    Number(Number),
-    Str(Cow<'a, str>),
-    EmptyArray,
-    Array,
-    Object,
-}
-
-impl Node<'_> {
-    /// The reference validator treats absent and empty-string values as missing; so
-    /// does this one, and `null` too (PHP serialises unset values as `null`).
-    fn is_blank(&self) -> bool {
-        match self {
-            Node::Null => true,
-            Node::Str(s) => s.is_empty(),
-            _ => false,
-        }
-    }
-
-    /// Blank, or PHP's empty array `[]` (how an empty value is often serialised).
-    fn is_empty(&self) -> bool {
-        self.is_blank() || matches!(self, Node::EmptyArray)
-    }
-}
-
-/// A short, bounded rendering of what was sent, for error messages.
-impl fmt::Display for Node<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const MAX: usize = 40;
-        let text = match self {
-            Node::Null => "null".to_owned(),
-            Node::Bool(b) => b.to_string(),
-            Node::Number(n) => n.to_string(),
-            Node::Str(s) => format!("\"{}\"", Echo(s)),
-            Node::EmptyArray => "an empty array".to_owned(),
-            Node::Array => "an array".to_owned(),
-            Node::Object => "an object".to_owned(),
-        };
-        if text.chars().count() > MAX {
-            write!(f, "{}…", text.chars().take(MAX).collect::<String>())
-        } else {
-            f.write_str(&text)
-        }
-    }
-}
-
-// The three hand-written visitors: serde has no derive for "this type, or any other
-// JSON value kept to be described", which per-field messages need.
-
-/// Visits any JSON value; containers are skipped and only described.
-struct NodeVisitor<'a>(PhantomData<Node<'a>>);
-
-impl<'de: 'a, 'a> Visitor<'de> for NodeVisitor<'a> {
-    type Value = Node<'a>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(Node::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Node::Number(v.into()))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Node::Number(v.into()))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(Number::from_f64(v).map_or(Node::Null, Node::Number))
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Node::Str(Cow::Borrowed(v)))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Node::Str(Cow::Owned(v.to_owned())))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Node::Str(Cow::Owned(v)))
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Node::Null)
-    }
-    fn visit_none<E>(self) -> Result<Self::Value, E> {
-        Ok(Node::Null)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut any = false;
-        while seq.next_element::<IgnoredAny>()?.is_some() {
-            any = true;
-        }
-        Ok(if any { Node::Array } else { Node::EmptyArray })
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Node::Object)
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Node<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(NodeVisitor(PhantomData))
-    }
-}
-
-/// The scalar `visit_*` methods of a visitor whose non-container values become
-/// `$other(Node)`.
-macro_rules! scalars_as {
-    ($other:path) => {
-        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-            NodeVisitor(PhantomData).visit_bool(v).map($other)
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-            NodeVisitor(PhantomData).visit_i64(v).map($other)
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-            NodeVisitor(PhantomData).visit_u64(v).map($other)
-        }
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-            NodeVisitor(PhantomData).visit_f64(v).map($other)
-        }
-        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-            NodeVisitor(PhantomData).visit_borrowed_str(v).map($other)
-        }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            NodeVisitor(PhantomData).visit_str(v).map($other)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            NodeVisitor(PhantomData).visit_unit().map($other)
-        }
-    };
-}
-
-struct ShapeVisitor<'a, T>(PhantomData<(Node<'a>, T)>);
-
-impl<'de: 'a, 'a, T: Deserialize<'de>> Visitor<'de> for ShapeVisitor<'a, T> {
-    type Value = Shape<'a, T>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    scalars_as!(Shape::Other);
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        T::deserialize(MapAccessDeserializer::new(map)).map(Shape::Object)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        NodeVisitor(PhantomData).visit_seq(seq).map(Shape::Other)
-    }
-}
-
-impl<'de: 'a, 'a, T: Deserialize<'de>> Deserialize<'de> for Shape<'a, T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ShapeVisitor(PhantomData))
-    }
-}
-
-struct ListVisitor<'a, T>(PhantomData<(Node<'a>, T)>);
-
-impl<'de: 'a, 'a, T: Deserialize<'de>> Visitor<'de> for ListVisitor<'a, T> {
-    type Value = List<'a, T>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    scalars_as!(List::Other);
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut list = Vec::with_capacity(seq.size_hint().unwrap_or(4).min(64));
-        while let Some(item) = seq.next_element()? {
-            list.push(item);
-        }
-        Ok(List::Items(list))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        NodeVisitor(PhantomData).visit_map(map).map(List::Other)
-    }
-}
-
-impl<'de: 'a, 'a, T: Deserialize<'de>> Deserialize<'de> for List<'a, T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(ListVisitor(PhantomData))
     }
 }
 

@@ -1,0 +1,368 @@
+//! The document model: the few fields of each payload shape that check-stock reads.
+//!
+//! Each object type lists its fields and says where each value goes; [`read_object`]
+//! does the rest for all of them: unknown keys are skipped, a repeated field is an
+//! error, `null` reads as absent, and once every field has been read the rest of the
+//! object is skimmed. Each value stays a [`Node`] until validated, so that a wrong
+//! value can be named in the message (which field, what was sent).
+//!
+//! This replaced serde derives over serde_json, which read (and so paid for) every
+//! key of the ~100 product attributes: `scripts/bench-webhook.sh` shows the
+//! difference.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde_json::Number;
+
+use super::Echo;
+use super::cursor::{Cursor, Error, Member};
+
+/// Reads a whole body: one value, then only whitespace.
+pub fn read_body(text: &[u8]) -> Result<Shape<'_, Body<'_>>, Error> {
+    let mut cursor = Cursor::new(text);
+    if cursor.peek().is_none() {
+        return Err(cursor.syntax_error());
+    }
+    let body = Shape::read(&mut cursor)?;
+    cursor.finish()?;
+    Ok(body)
+}
+
+/// The top level: the default form's `data` and `eventName`, or the objects of a
+/// field-selected form.
+#[derive(Default)]
+pub struct Body<'a> {
+    pub data: Option<Shape<'a, Data<'a>>>,
+    pub event_name: Option<Node<'a>>,
+    pub product: Option<Shape<'a, Product<'a>>>,
+    pub info: Option<Shape<'a, Info<'a>>>,
+    pub item: Option<Shape<'a, QuoteItem<'a>>>,
+}
+
+impl<'a> Object<'a> for Body<'a> {
+    const FIELDS: &'static [&'static str] = &["data", "eventName", "product", "info", "item"];
+    fn read_field(&mut self, field: &str, cursor: &mut Cursor<'a>) -> Result<(), Error> {
+        match field {
+            "data" => self.data = optional(cursor)?,
+            "eventName" => self.event_name = optional(cursor)?,
+            "product" => self.product = optional(cursor)?,
+            "info" => self.info = optional(cursor)?,
+            _ => self.item = optional(cursor)?,
+        }
+        Ok(())
+    }
+}
+
+/// `data`: the starter kit's fields, or an event's.
+#[derive(Default)]
+pub struct Data<'a> {
+    pub cart_id: Option<Node<'a>>,
+    pub items: Option<List<'a, Shape<'a, StarterItem<'a>>>>,
+    pub product: Option<Shape<'a, Product<'a>>>,
+    pub info: Option<Shape<'a, Info<'a>>>,
+    pub item: Option<Shape<'a, QuoteItem<'a>>>,
+}
+
+impl<'a> Object<'a> for Data<'a> {
+    const FIELDS: &'static [&'static str] = &["cart_id", "items", "product", "info", "item"];
+    fn read_field(&mut self, field: &str, cursor: &mut Cursor<'a>) -> Result<(), Error> {
+        match field {
+            "cart_id" => self.cart_id = optional(cursor)?,
+            "items" => self.items = optional(cursor)?,
+            "product" => self.product = optional(cursor)?,
+            "info" => self.info = optional(cursor)?,
+            _ => self.item = optional(cursor)?,
+        }
+        Ok(())
+    }
+}
+
+/// One line of the starter kit's `data.items`.
+#[derive(Default)]
+pub struct StarterItem<'a> {
+    pub item_id: Option<Node<'a>>,
+    pub sku: Option<Node<'a>>,
+    pub qty: Option<Node<'a>>,
+}
+
+impl<'a> Object<'a> for StarterItem<'a> {
+    const FIELDS: &'static [&'static str] = &["item_id", "sku", "qty"];
+    fn read_field(&mut self, field: &str, cursor: &mut Cursor<'a>) -> Result<(), Error> {
+        match field {
+            "item_id" => self.item_id = optional(cursor)?,
+            "sku" => self.sku = optional(cursor)?,
+            _ => self.qty = optional(cursor)?,
+        }
+        Ok(())
+    }
+}
+
+/// `data.product` of `observer.checkout_cart_product_add_before` (of its hundreds of
+/// attributes, only these two).
+#[derive(Default)]
+pub struct Product<'a> {
+    pub sku: Option<Node<'a>>,
+    pub type_id: Option<Node<'a>>,
+}
+
+impl<'a> Object<'a> for Product<'a> {
+    const FIELDS: &'static [&'static str] = &["sku", "type_id"];
+    fn read_field(&mut self, field: &str, cursor: &mut Cursor<'a>) -> Result<(), Error> {
+        match field {
+            "sku" => self.sku = optional(cursor)?,
+            _ => self.type_id = optional(cursor)?,
+        }
+        Ok(())
+    }
+}
+
+/// `data.info`: the add-to-cart request (`qty`, `super_attribute`, `form_key`, ...).
+#[derive(Default)]
+pub struct Info<'a> {
+    pub qty: Option<Node<'a>>,
+}
+
+impl<'a> Object<'a> for Info<'a> {
+    const FIELDS: &'static [&'static str] = &["qty"];
+    fn read_field(&mut self, _field: &str, cursor: &mut Cursor<'a>) -> Result<(), Error> {
+        self.qty = optional(cursor)?;
+        Ok(())
+    }
+}
+
+/// `data.item` of `observer.sales_quote_item_save_before`.
+#[derive(Default)]
+pub struct QuoteItem<'a> {
+    pub sku: Option<Node<'a>>,
+    pub qty: Option<Node<'a>>,
+    pub quote_id: Option<Node<'a>>,
+}
+
+impl<'a> Object<'a> for QuoteItem<'a> {
+    const FIELDS: &'static [&'static str] = &["sku", "qty", "quote_id"];
+    fn read_field(&mut self, field: &str, cursor: &mut Cursor<'a>) -> Result<(), Error> {
+        match field {
+            "sku" => self.sku = optional(cursor)?,
+            "qty" => self.qty = optional(cursor)?,
+            _ => self.quote_id = optional(cursor)?,
+        }
+        Ok(())
+    }
+}
+
+/// An object of the model.
+pub trait Object<'a>: Default {
+    /// Its fields, as keyed in the payload.
+    const FIELDS: &'static [&'static str];
+    /// Reads the value of `field` (one of [`Self::FIELDS`]) at the cursor.
+    fn read_field(&mut self, field: &'static str, cursor: &mut Cursor<'a>) -> Result<(), Error>;
+}
+
+/// Reads the object at the cursor into `T`.
+fn read_object<'a, T: Object<'a>>(cursor: &mut Cursor<'a>) -> Result<T, Error> {
+    let mut object = T::default();
+    let mut seen = 0u32;
+    let all = (1u32 << T::FIELDS.len()) - 1;
+    cursor.object(|cursor, key| {
+        let Some(index) = T::FIELDS.iter().position(|field| field.as_bytes() == key) else {
+            return Ok(Member::Unknown);
+        };
+        let field = T::FIELDS[index];
+        if seen & (1 << index) != 0 {
+            return Err(cursor.duplicate(field));
+        }
+        seen |= 1 << index;
+        object.read_field(field, cursor)?;
+        Ok(if seen == all {
+            Member::Last
+        } else {
+            Member::Read
+        })
+    })?;
+    Ok(object)
+}
+
+/// A value of the model, as it reads itself.
+pub trait Value<'a>: Sized {
+    fn read(cursor: &mut Cursor<'a>) -> Result<Self, Error>;
+}
+
+/// A field's value; `null` is absent, as PHP serialises unset values.
+fn optional<'a, T: Value<'a>>(cursor: &mut Cursor<'a>) -> Result<Option<T>, Error> {
+    if cursor.null()? {
+        Ok(None)
+    } else {
+        T::read(cursor).map(Some)
+    }
+}
+
+/// An object read as `T`, or any other value kept as a [`Node`] to be described
+/// (PHP sends `[]` or `""` where an object is empty).
+pub enum Shape<'a, T> {
+    Object(T),
+    Other(Node<'a>),
+}
+
+impl<'a, T: Object<'a>> Value<'a> for Shape<'a, T> {
+    fn read(cursor: &mut Cursor<'a>) -> Result<Self, Error> {
+        if cursor.peek() == Some(b'{') {
+            read_object(cursor).map(Shape::Object)
+        } else {
+            Node::read(cursor).map(Shape::Other)
+        }
+    }
+}
+
+/// An array of `T`, or any other value kept as a [`Node`] to be described.
+pub enum List<'a, T> {
+    Items(Vec<T>),
+    Other(Node<'a>),
+}
+
+impl<'a, T: Value<'a>> Value<'a> for List<'a, T> {
+    fn read(cursor: &mut Cursor<'a>) -> Result<Self, Error> {
+        if cursor.peek() != Some(b'[') {
+            return Node::read(cursor).map(List::Other);
+        }
+        let mut items = Vec::new();
+        cursor.array(|cursor| {
+            items.push(T::read(cursor)?);
+            Ok(())
+        })?;
+        Ok(List::Items(items))
+    }
+}
+
+/// A JSON value as far as messages need it: scalars kept, containers described.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Node<'a> {
+    Null,
+    Bool(bool),
+    Number(Number),
+    Str(Cow<'a, str>),
+    EmptyArray,
+    Array,
+    Object,
+}
+
+impl<'a> Value<'a> for Node<'a> {
+    fn read(cursor: &mut Cursor<'a>) -> Result<Self, Error> {
+        match cursor.peek() {
+            Some(b'"') => cursor.string().map(Node::Str),
+            Some(b'[') => Ok(if cursor.skip_container()? {
+                Node::EmptyArray
+            } else {
+                Node::Array
+            }),
+            Some(b'{') => cursor.skip_container().map(|_| Node::Object),
+            _ => {
+                let error = cursor.syntax_error();
+                match cursor.scalar()? {
+                    "null" => Ok(Node::Null),
+                    "true" => Ok(Node::Bool(true)),
+                    "false" => Ok(Node::Bool(false)),
+                    // Out of range (`1e999`) is refused, as serde_json does.
+                    number => number.parse().map(Node::Number).map_err(|_| error),
+                }
+            }
+        }
+    }
+}
+
+impl Node<'_> {
+    /// The reference validator treats absent and empty-string values as missing; so
+    /// does this one, and `null` too (PHP serialises unset values as `null`).
+    pub fn is_blank(&self) -> bool {
+        match self {
+            Node::Null => true,
+            Node::Str(s) => s.is_empty(),
+            _ => false,
+        }
+    }
+
+    /// Blank, or PHP's empty array `[]` (how an empty value is often serialised).
+    pub fn is_empty(&self) -> bool {
+        self.is_blank() || matches!(self, Node::EmptyArray)
+    }
+}
+
+/// A short, bounded rendering of what was sent, for error messages.
+impl fmt::Display for Node<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const MAX: usize = 40;
+        let text = match self {
+            Node::Null => "null".to_owned(),
+            Node::Bool(b) => b.to_string(),
+            Node::Number(n) => n.to_string(),
+            Node::Str(s) => format!("\"{}\"", Echo(s)),
+            Node::EmptyArray => "an empty array".to_owned(),
+            Node::Array => "an array".to_owned(),
+            Node::Object => "an object".to_owned(),
+        };
+        if text.chars().count() > MAX {
+            write!(f, "{}…", text.chars().take(MAX).collect::<String>())
+        } else {
+            f.write_str(&text)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each listed field is read into its own place: `slots` gives, in the order of
+    /// `FIELDS`, whether each place holds a value.
+    fn reads_each_field_into_its_place<'a, T: Object<'a>>(slots: impl Fn(&T) -> Vec<bool>) {
+        for (index, field) in T::FIELDS.iter().enumerate() {
+            let text: &'static str = format!(r#"{{"{field}":"x"}}"#).leak();
+            let object: T = read_object(&mut Cursor::new(text.as_bytes())).unwrap();
+            let filled: Vec<usize> = (slots(&object).into_iter().enumerate())
+                .filter_map(|(slot, filled)| filled.then_some(slot))
+                .collect();
+            assert_eq!(filled, [index], "field {field}");
+        }
+    }
+
+    #[test]
+    fn every_listed_field_is_read_into_its_own_place() {
+        reads_each_field_into_its_place::<Body>(|o| {
+            let (d, e, p, i, t) = (&o.data, &o.event_name, &o.product, &o.info, &o.item);
+            vec![
+                d.is_some(),
+                e.is_some(),
+                p.is_some(),
+                i.is_some(),
+                t.is_some(),
+            ]
+        });
+        reads_each_field_into_its_place::<Data>(|o| {
+            let (c, l, p, i, t) = (&o.cart_id, &o.items, &o.product, &o.info, &o.item);
+            vec![
+                c.is_some(),
+                l.is_some(),
+                p.is_some(),
+                i.is_some(),
+                t.is_some(),
+            ]
+        });
+        reads_each_field_into_its_place::<StarterItem>(|o| {
+            vec![o.item_id.is_some(), o.sku.is_some(), o.qty.is_some()]
+        });
+        reads_each_field_into_its_place::<Product>(|o| vec![o.sku.is_some(), o.type_id.is_some()]);
+        reads_each_field_into_its_place::<Info>(|o| vec![o.qty.is_some()]);
+        reads_each_field_into_its_place::<QuoteItem>(|o| {
+            vec![o.sku.is_some(), o.qty.is_some(), o.quote_id.is_some()]
+        });
+    }
+
+    #[test]
+    fn a_repeated_field_is_refused_and_null_is_absent() {
+        let text = br#"{"sku":null,"qty":"1","sku":"A"}"#;
+        let read = read_object::<QuoteItem>(&mut Cursor::new(text));
+        assert!(matches!(read, Err(Error::Duplicate { field: "sku", .. })));
+        let item: QuoteItem = read_object(&mut Cursor::new(br#"{"sku":null,"qty":"1"}"#)).unwrap();
+        assert!(item.sku.is_none() && item.qty.is_some());
+    }
+}
