@@ -135,14 +135,14 @@ impl CheckStock {
         }
         let request = match parse_check_stock(&body) {
             Ok(request) => request,
+            Err(PayloadError::TooManyItems(lines)) => {
+                return Outcome::Rejected(self.too_many_lines(lines));
+            }
             Err(error) => return Outcome::Rejected(error.into()),
         };
         drop(body);
         if request.items.len() > self.limits.max_cart_lines {
-            return Outcome::Rejected(RequestError::TooManyLines {
-                lines: request.items.len(),
-                max: self.limits.max_cart_lines,
-            });
+            return Outcome::Rejected(self.too_many_lines(request.items.len()));
         }
         if let Some(product) = &request.unchecked {
             // Its stocked child is not in this event: blocking would refuse the
@@ -166,6 +166,13 @@ impl CheckStock {
                 }
             }
             Err(error) => Outcome::SourceFailed(error),
+        }
+    }
+
+    fn too_many_lines(&self, lines: usize) -> RequestError {
+        RequestError::TooManyLines {
+            lines,
+            max: self.limits.max_cart_lines,
         }
     }
 

@@ -177,7 +177,8 @@ pub struct Args {
     #[arg(long, env = var::MAX_BODY_BYTES, default_value_t = 256 << 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_body_bytes: u64,
     /// Most cart lines checked in one call; a larger cart is refused with an exception.
-    #[arg(long, env = var::MAX_CART_LINES, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    /// At most 5,000: the most lines a payload is read with (`payload::MAX_CART_LINES`).
+    #[arg(long, env = var::MAX_CART_LINES, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=5000))]
     pub max_cart_lines: u64,
     /// Most calls answered at once; one more is refused at once with an exception
     /// (counted as `overloaded`) instead of waiting.

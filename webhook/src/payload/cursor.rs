@@ -126,7 +126,14 @@ impl<'a> Cursor<'a> {
             match member(self, &key)? {
                 Member::Unknown => self.skip()?,
                 Member::Read => {}
-                Member::Last => return self.skim_rest(b'}'),
+                // Only the separator after it is checked: the rest is skimmed.
+                Member::Last => {
+                    if !self.eat(b'}') {
+                        self.expect(b',')?;
+                        self.skim_rest(b'}')?;
+                    }
+                    return Ok(());
+                }
             }
             if self.eat(b'}') {
                 return Ok(());
@@ -180,8 +187,10 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// Passes over the object or array at the cursor; says whether it was empty.
+    /// Passes over the object or array at the cursor (which must be at its `[` or
+    /// `{`); says whether it was empty.
     pub fn skip_container(&mut self) -> Result<bool, Error> {
+        debug_assert!(matches!(self.text.get(self.at), Some(b'[' | b'{')));
         let close = if self.text[self.at] == b'[' {
             b']'
         } else {
@@ -194,7 +203,7 @@ impl<'a> Cursor<'a> {
         self.skim_rest(close).map(|()| false)
     }
 
-    /// The string at the cursor.
+    /// The string at the cursor (which must be at its opening quote).
     pub fn string(&mut self) -> Result<Cow<'a, str>, Error> {
         let start = self.at;
         let escaped = self.string_end()?;
@@ -210,22 +219,29 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// A key: compared byte for byte, so left undecoded unless it has escapes.
+    /// A key: compared byte for byte, so left undecoded unless it has escapes. One
+    /// whose escapes do not decode (a lone surrogate) is kept as written: no field
+    /// of the model has a backslash, so it is an unknown key, passed over.
     fn string_bytes(&mut self) -> Result<Cow<'a, [u8]>, Error> {
         let start = self.at;
         let escaped = self.string_end()?;
-        if escaped {
-            self.at = start;
-            return self
-                .string()
-                .map(|key| Cow::Owned(key.into_owned().into_bytes()));
+        let raw = &self.text[start + 1..self.at - 1];
+        if !escaped {
+            return Ok(Cow::Borrowed(raw));
         }
-        Ok(Cow::Borrowed(&self.text[start + 1..self.at - 1]))
+        let end = self.at;
+        self.at = start;
+        let key = self.string().map_or(Cow::Borrowed(raw), |key| {
+            Cow::Owned(key.into_owned().into_bytes())
+        });
+        self.at = end;
+        Ok(key)
     }
 
     /// Moves past the string at the cursor (which is at its opening quote); says
     /// whether it has escapes. Control characters and unknown escapes are errors.
     fn string_end(&mut self) -> Result<bool, Error> {
+        debug_assert_eq!(self.text.get(self.at), Some(&b'"'));
         let text = self.text;
         let mut at = self.at + 1;
         let mut escaped = false;

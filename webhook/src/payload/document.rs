@@ -48,7 +48,8 @@ impl<'a> Object<'a> for Body<'a> {
             "eventName" => self.event_name = optional(cursor)?,
             "product" => self.product = optional(cursor)?,
             "info" => self.info = optional(cursor)?,
-            _ => self.item = optional(cursor)?,
+            "item" => self.item = optional(cursor)?,
+            other => unreachable!("{other} is not in FIELDS"),
         }
         Ok(())
     }
@@ -72,7 +73,8 @@ impl<'a> Object<'a> for Data<'a> {
             "items" => self.items = optional(cursor)?,
             "product" => self.product = optional(cursor)?,
             "info" => self.info = optional(cursor)?,
-            _ => self.item = optional(cursor)?,
+            "item" => self.item = optional(cursor)?,
+            other => unreachable!("{other} is not in FIELDS"),
         }
         Ok(())
     }
@@ -92,7 +94,8 @@ impl<'a> Object<'a> for StarterItem<'a> {
         match field {
             "item_id" => self.item_id = optional(cursor)?,
             "sku" => self.sku = optional(cursor)?,
-            _ => self.qty = optional(cursor)?,
+            "qty" => self.qty = optional(cursor)?,
+            other => unreachable!("{other} is not in FIELDS"),
         }
         Ok(())
     }
@@ -111,7 +114,8 @@ impl<'a> Object<'a> for Product<'a> {
     fn read_field(&mut self, field: &str, cursor: &mut Cursor<'a>) -> Result<(), Error> {
         match field {
             "sku" => self.sku = optional(cursor)?,
-            _ => self.type_id = optional(cursor)?,
+            "type_id" => self.type_id = optional(cursor)?,
+            other => unreachable!("{other} is not in FIELDS"),
         }
         Ok(())
     }
@@ -125,8 +129,11 @@ pub struct Info<'a> {
 
 impl<'a> Object<'a> for Info<'a> {
     const FIELDS: &'static [&'static str] = &["qty"];
-    fn read_field(&mut self, _field: &str, cursor: &mut Cursor<'a>) -> Result<(), Error> {
-        self.qty = optional(cursor)?;
+    fn read_field(&mut self, field: &str, cursor: &mut Cursor<'a>) -> Result<(), Error> {
+        match field {
+            "qty" => self.qty = optional(cursor)?,
+            other => unreachable!("{other} is not in FIELDS"),
+        }
         Ok(())
     }
 }
@@ -145,7 +152,8 @@ impl<'a> Object<'a> for QuoteItem<'a> {
         match field {
             "sku" => self.sku = optional(cursor)?,
             "qty" => self.qty = optional(cursor)?,
-            _ => self.quote_id = optional(cursor)?,
+            "quote_id" => self.quote_id = optional(cursor)?,
+            other => unreachable!("{other} is not in FIELDS"),
         }
         Ok(())
     }
@@ -155,12 +163,14 @@ impl<'a> Object<'a> for QuoteItem<'a> {
 pub trait Object<'a>: Default {
     /// Its fields, as keyed in the payload.
     const FIELDS: &'static [&'static str];
-    /// Reads the value of `field` (one of [`Self::FIELDS`]) at the cursor.
+    /// Reads the value of `field` (one of [`Self::FIELDS`], so any other name is a
+    /// bug of the model: it panics) at the cursor.
     fn read_field(&mut self, field: &'static str, cursor: &mut Cursor<'a>) -> Result<(), Error>;
 }
 
 /// Reads the object at the cursor into `T`.
 fn read_object<'a, T: Object<'a>>(cursor: &mut Cursor<'a>) -> Result<T, Error> {
+    const { assert!(T::FIELDS.len() < 32, "fields are tracked in a u32") };
     let mut object = T::default();
     let mut seen = 0u32;
     let all = (1u32 << T::FIELDS.len()) - 1;
@@ -217,8 +227,15 @@ impl<'a, T: Object<'a>> Value<'a> for Shape<'a, T> {
 /// An array of `T`, or any other value kept as a [`Node`] to be described.
 pub enum List<'a, T> {
     Items(Vec<T>),
+    /// More than [`MAX_ITEMS`] elements: only counted, so that a body of small
+    /// elements cannot make the reader hold many times its size.
+    TooLong(usize),
     Other(Node<'a>),
 }
+
+/// The most elements of a list that are read; the cart-line limit (`MAX_CART_LINES`)
+/// is checked against what is read, so it cannot be set above this.
+pub const MAX_ITEMS: usize = 5_000;
 
 impl<'a, T: Value<'a>> Value<'a> for List<'a, T> {
     fn read(cursor: &mut Cursor<'a>) -> Result<Self, Error> {
@@ -226,11 +243,21 @@ impl<'a, T: Value<'a>> Value<'a> for List<'a, T> {
             return Node::read(cursor).map(List::Other);
         }
         let mut items = Vec::new();
+        let mut count = 0;
         cursor.array(|cursor| {
-            items.push(T::read(cursor)?);
-            Ok(())
+            count += 1;
+            if count > MAX_ITEMS {
+                cursor.skip()
+            } else {
+                items.push(T::read(cursor)?);
+                Ok(())
+            }
         })?;
-        Ok(List::Items(items))
+        Ok(if count > MAX_ITEMS {
+            List::TooLong(count)
+        } else {
+            List::Items(items)
+        })
     }
 }
 

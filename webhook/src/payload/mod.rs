@@ -32,6 +32,10 @@ use thiserror::Error;
 
 use document::{Data, Info, List, Node, Product, QuoteItem, Shape, StarterItem};
 
+/// The most cart lines a payload is read with: a longer list is only counted, so
+/// that a body of many tiny lines cannot make the reader hold many times its size.
+pub use document::MAX_ITEMS as MAX_CART_LINES;
+
 /// Quantities: exact decimals, so that `0.1 + 0.2` is `0.3` and `2^53 + 1` stays
 /// itself (an `f64` gets both wrong, and a cart then shows a shortage that is not).
 pub use rust_decimal::Decimal;
@@ -100,6 +104,9 @@ pub enum PayloadError {
     CartId(String),
     #[error("invalid parameter 'data.items': expected a non-empty array of items, got {0}")]
     Items(String),
+    /// More than [`MAX_CART_LINES`] lines: only counted.
+    #[error("the cart has {0} lines; at most {MAX_CART_LINES} are read")]
+    TooManyItems(usize),
     #[error("invalid item data.items[{index}]{item}: {problem}")]
     Item {
         index: usize,
@@ -278,6 +285,7 @@ fn starter_kit(data: Data<'_>) -> Result<CheckStockRequest, PayloadError> {
         other => return Err(PayloadError::CartId(other.to_string())),
     };
     let items = match items {
+        List::TooLong(lines) => return Err(PayloadError::TooManyItems(lines)),
         List::Items(list) if !list.is_empty() => list,
         List::Items(_) => return Err(PayloadError::Items(Node::EmptyArray.to_string())),
         List::Other(node) => return Err(PayloadError::Items(node.to_string())),
@@ -723,6 +731,38 @@ mod document_tests {
             "malformed JSON body: EOF while parsing a value at line 1 column 9"
         );
         assert!(parse_check_stock(b"").is_err());
+    }
+
+    #[test]
+    fn a_list_longer_than_the_line_limit_is_counted_not_read() {
+        let lines = MAX_CART_LINES + 2;
+        let items = vec![r#"{"sku":"A","qty":1}"#; lines].join(",");
+        let body = format!(r#"{{"data":{{"cart_id":"c","items":[{items}]}}}}"#);
+        assert_eq!(
+            parse_check_stock(body.as_bytes()),
+            Err(PayloadError::TooManyItems(lines))
+        );
+        use clap::Parser;
+        let args = |max: usize| {
+            let max = max.to_string();
+            crate::contract::Args::try_parse_from(["commerce-webhook", "--max-cart-lines", &max])
+        };
+        assert!(args(MAX_CART_LINES).is_ok());
+        assert!(
+            args(MAX_CART_LINES + 1).is_err(),
+            "MAX_CART_LINES cannot exceed what is read"
+        );
+    }
+
+    #[test]
+    fn an_undecodable_unknown_key_is_passed_over_and_the_last_field_needs_its_comma() {
+        let body = br#"{"\ud800":1,"item":{"sku":"A","qty":1}}"#;
+        assert_eq!(parse_check_stock(body).unwrap().items[0].sku, "A");
+        let no_comma = br#"{"item":{"sku":"A","qty":1,"quote_id":1 x]}"#;
+        assert!(matches!(
+            parse_check_stock(no_comma),
+            Err(PayloadError::MalformedJson(_))
+        ));
     }
 
     #[test]
