@@ -305,7 +305,7 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, RequestError> 
         if needed > limit {
             return Err(RequestError::BodyTooLarge(limit));
         }
-        if held == 0 && first.is_none() {
+        if first.is_none() && buffer.is_empty() {
             first = Some(data);
             continue;
         }

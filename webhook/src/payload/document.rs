@@ -35,21 +35,16 @@ pub fn read_body(text: &[u8]) -> Result<Shape<'_, Body<'_>>, Error> {
 pub struct Body<'a> {
     pub data: Option<Shape<'a, Data<'a>>>,
     pub event_name: Option<Node<'a>>,
-    pub product: Option<Shape<'a, Product<'a>>>,
-    pub info: Option<Shape<'a, Info<'a>>>,
-    pub item: Option<Shape<'a, QuoteItem<'a>>>,
+    pub event: Event<'a>,
 }
 
 impl<'a> Object<'a> for Body<'a> {
     const FIELDS: &'static [&'static str] = &["data", "eventName", "product", "info", "item"];
-    fn read_field(&mut self, field: &str, cursor: &mut Cursor<'a>) -> Result<(), Error> {
+    fn read_field(&mut self, field: &'static str, cursor: &mut Cursor<'a>) -> Result<(), Error> {
         match field {
             "data" => self.data = optional(cursor)?,
             "eventName" => self.event_name = optional(cursor)?,
-            "product" => self.product = optional(cursor)?,
-            "info" => self.info = optional(cursor)?,
-            "item" => self.item = optional(cursor)?,
-            other => unreachable!("{other} is not in FIELDS"),
+            event => self.event.read_field(event, cursor)?,
         }
         Ok(())
     }
@@ -60,17 +55,34 @@ impl<'a> Object<'a> for Body<'a> {
 pub struct Data<'a> {
     pub cart_id: Option<Node<'a>>,
     pub items: Option<List<'a, Shape<'a, StarterItem<'a>>>>,
+    pub event: Event<'a>,
+}
+
+impl<'a> Object<'a> for Data<'a> {
+    const FIELDS: &'static [&'static str] = &["cart_id", "items", "product", "info", "item"];
+    fn read_field(&mut self, field: &'static str, cursor: &mut Cursor<'a>) -> Result<(), Error> {
+        match field {
+            "cart_id" => self.cart_id = optional(cursor)?,
+            "items" => self.items = optional(cursor)?,
+            event => self.event.read_field(event, cursor)?,
+        }
+        Ok(())
+    }
+}
+
+/// The objects of the two stock events, found under `data` (the default form) or
+/// at the top level (a field-selected form).
+#[derive(Default)]
+pub struct Event<'a> {
     pub product: Option<Shape<'a, Product<'a>>>,
     pub info: Option<Shape<'a, Info<'a>>>,
     pub item: Option<Shape<'a, QuoteItem<'a>>>,
 }
 
-impl<'a> Object<'a> for Data<'a> {
-    const FIELDS: &'static [&'static str] = &["cart_id", "items", "product", "info", "item"];
+impl<'a> Object<'a> for Event<'a> {
+    const FIELDS: &'static [&'static str] = &["product", "info", "item"];
     fn read_field(&mut self, field: &str, cursor: &mut Cursor<'a>) -> Result<(), Error> {
         match field {
-            "cart_id" => self.cart_id = optional(cursor)?,
-            "items" => self.items = optional(cursor)?,
             "product" => self.product = optional(cursor)?,
             "info" => self.info = optional(cursor)?,
             "item" => self.item = optional(cursor)?,
@@ -354,26 +366,22 @@ mod tests {
 
     #[test]
     fn every_listed_field_is_read_into_its_own_place() {
+        let event = |e: &Event| [e.product.is_some(), e.info.is_some(), e.item.is_some()];
         reads_each_field_into_its_place::<Body>(|o| {
-            let (d, e, p, i, t) = (&o.data, &o.event_name, &o.product, &o.info, &o.item);
-            vec![
-                d.is_some(),
-                e.is_some(),
-                p.is_some(),
-                i.is_some(),
-                t.is_some(),
+            [
+                [o.data.is_some(), o.event_name.is_some()].as_slice(),
+                &event(&o.event),
             ]
+            .concat()
         });
         reads_each_field_into_its_place::<Data>(|o| {
-            let (c, l, p, i, t) = (&o.cart_id, &o.items, &o.product, &o.info, &o.item);
-            vec![
-                c.is_some(),
-                l.is_some(),
-                p.is_some(),
-                i.is_some(),
-                t.is_some(),
+            [
+                [o.cart_id.is_some(), o.items.is_some()].as_slice(),
+                &event(&o.event),
             ]
+            .concat()
         });
+        reads_each_field_into_its_place::<Event>(|o| event(o).to_vec());
         reads_each_field_into_its_place::<StarterItem>(|o| {
             vec![o.item_id.is_some(), o.sku.is_some(), o.qty.is_some()]
         });

@@ -30,7 +30,7 @@ use std::fmt;
 use serde::de::IgnoredAny;
 use thiserror::Error;
 
-use document::{Data, Info, List, Node, Product, QuoteItem, Shape, StarterItem};
+use document::{Data, Event, Info, List, Node, Product, QuoteItem, Shape, StarterItem};
 
 /// The most cart lines a payload is read with: a longer list is only counted, so
 /// that a body of many tiny lines cannot make the reader hold many times its size.
@@ -127,12 +127,12 @@ pub fn parse_check_stock(body: &[u8]) -> Result<CheckStockRequest, PayloadError>
             return starter_kit(data);
         }
         // The default form: the whole event under `data`.
-        if let Some(request) = event("data.", data.product, data.info, data.item) {
+        if let Some(request) = event("data.", data.event) {
             return request;
         }
     }
     // A field-selected form, renamed like Adobe's examples: no `data` wrapper.
-    event("", body.product, body.info, body.item).unwrap_or_else(|| {
+    event("", body.event).unwrap_or_else(|| {
         let event_name = match body.event_name {
             Some(Node::Str(name)) => Some(Echo(&name).to_string()),
             _ => None,
@@ -167,13 +167,8 @@ fn malformed(body: &[u8], error: cursor::Error) -> PayloadError {
 
 /// The request of whichever event these objects belong to, if any. `prefix` is where
 /// they were found, so that messages give the path as sent.
-fn event(
-    prefix: &str,
-    product: Option<Shape<'_, Product<'_>>>,
-    info: Option<Shape<'_, Info<'_>>>,
-    item: Option<Shape<'_, QuoteItem<'_>>>,
-) -> Option<Result<CheckStockRequest, PayloadError>> {
-    match (product, info, item) {
+fn event(prefix: &str, event: Event<'_>) -> Option<Result<CheckStockRequest, PayloadError>> {
+    match (event.product, event.info, event.item) {
         (_, _, Some(item)) => Some(quote_item(prefix, item)),
         (None, None, None) => None,
         (product, info, None) => Some(product_add(prefix, product, info)),
