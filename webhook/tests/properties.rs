@@ -94,8 +94,8 @@ proptest! {
     #[test]
     fn every_valid_json_body_is_read_not_called_malformed(payload in arbitrary_json(), pretty: bool) {
         for value in [serde_json::json!({"data": payload.clone()}), payload] {
-            let text = if pretty { serde_json::to_string_pretty(&value) } else { serde_json::to_string(&value) };
-            let result = parse_check_stock(text.unwrap().as_bytes());
+            let text = if pretty { serde_json::to_string_pretty(&value) } else { serde_json::to_string(&value) }.unwrap();
+            let result = parse_check_stock(text.as_bytes());
             prop_assert!(!matches!(result, Err(PayloadError::MalformedJson(_))), "{value}: {result:?}");
         }
     }

@@ -24,9 +24,11 @@ pub fn read_body(text: &[u8]) -> Result<Shape<'_, Body<'_>>, Error> {
     if cursor.peek().is_none() {
         return Err(cursor.syntax_error());
     }
-    let body = Shape::read(&mut cursor)?;
+    let mut body = None;
+    Shape::read_into(&mut cursor, &mut body)?;
     cursor.finish()?;
-    Ok(body)
+    // A value was read, so the slot holds it.
+    body.ok_or(Error::Syntax(text.len()))
 }
 
 /// The top level: the default form's `data` and `eventName`, or the objects of a
@@ -42,8 +44,8 @@ impl<'a> Object<'a> for Body<'a> {
     const FIELDS: &'static [&'static str] = &["data", "eventName", "product", "info", "item"];
     fn read_field(&mut self, field: &'static str, cursor: &mut Cursor<'a>) -> Result<(), Error> {
         match field {
-            "data" => self.data = optional(cursor)?,
-            "eventName" => self.event_name = optional(cursor)?,
+            "data" => optional(cursor, &mut self.data)?,
+            "eventName" => optional(cursor, &mut self.event_name)?,
             event => self.event.read_field(event, cursor)?,
         }
         Ok(())
@@ -62,8 +64,8 @@ impl<'a> Object<'a> for Data<'a> {
     const FIELDS: &'static [&'static str] = &["cart_id", "items", "product", "info", "item"];
     fn read_field(&mut self, field: &'static str, cursor: &mut Cursor<'a>) -> Result<(), Error> {
         match field {
-            "cart_id" => self.cart_id = optional(cursor)?,
-            "items" => self.items = optional(cursor)?,
+            "cart_id" => optional(cursor, &mut self.cart_id)?,
+            "items" => optional(cursor, &mut self.items)?,
             event => self.event.read_field(event, cursor)?,
         }
         Ok(())
@@ -83,9 +85,9 @@ impl<'a> Object<'a> for Event<'a> {
     const FIELDS: &'static [&'static str] = &["product", "info", "item"];
     fn read_field(&mut self, field: &str, cursor: &mut Cursor<'a>) -> Result<(), Error> {
         match field {
-            "product" => self.product = optional(cursor)?,
-            "info" => self.info = optional(cursor)?,
-            "item" => self.item = optional(cursor)?,
+            "product" => optional(cursor, &mut self.product)?,
+            "info" => optional(cursor, &mut self.info)?,
+            "item" => optional(cursor, &mut self.item)?,
             other => unreachable!("{other} is not in FIELDS"),
         }
         Ok(())
@@ -104,9 +106,9 @@ impl<'a> Object<'a> for StarterItem<'a> {
     const FIELDS: &'static [&'static str] = &["item_id", "sku", "qty"];
     fn read_field(&mut self, field: &str, cursor: &mut Cursor<'a>) -> Result<(), Error> {
         match field {
-            "item_id" => self.item_id = optional(cursor)?,
-            "sku" => self.sku = optional(cursor)?,
-            "qty" => self.qty = optional(cursor)?,
+            "item_id" => optional(cursor, &mut self.item_id)?,
+            "sku" => optional(cursor, &mut self.sku)?,
+            "qty" => optional(cursor, &mut self.qty)?,
             other => unreachable!("{other} is not in FIELDS"),
         }
         Ok(())
@@ -125,8 +127,8 @@ impl<'a> Object<'a> for Product<'a> {
     const FIELDS: &'static [&'static str] = &["sku", "type_id"];
     fn read_field(&mut self, field: &str, cursor: &mut Cursor<'a>) -> Result<(), Error> {
         match field {
-            "sku" => self.sku = optional(cursor)?,
-            "type_id" => self.type_id = optional(cursor)?,
+            "sku" => optional(cursor, &mut self.sku)?,
+            "type_id" => optional(cursor, &mut self.type_id)?,
             other => unreachable!("{other} is not in FIELDS"),
         }
         Ok(())
@@ -143,7 +145,7 @@ impl<'a> Object<'a> for Info<'a> {
     const FIELDS: &'static [&'static str] = &["qty"];
     fn read_field(&mut self, field: &str, cursor: &mut Cursor<'a>) -> Result<(), Error> {
         match field {
-            "qty" => self.qty = optional(cursor)?,
+            "qty" => optional(cursor, &mut self.qty)?,
             other => unreachable!("{other} is not in FIELDS"),
         }
         Ok(())
@@ -162,9 +164,9 @@ impl<'a> Object<'a> for QuoteItem<'a> {
     const FIELDS: &'static [&'static str] = &["sku", "qty", "quote_id"];
     fn read_field(&mut self, field: &str, cursor: &mut Cursor<'a>) -> Result<(), Error> {
         match field {
-            "sku" => self.sku = optional(cursor)?,
-            "qty" => self.qty = optional(cursor)?,
-            "quote_id" => self.quote_id = optional(cursor)?,
+            "sku" => optional(cursor, &mut self.sku)?,
+            "qty" => optional(cursor, &mut self.qty)?,
+            "quote_id" => optional(cursor, &mut self.quote_id)?,
             other => unreachable!("{other} is not in FIELDS"),
         }
         Ok(())
@@ -180,10 +182,11 @@ pub trait Object<'a>: Default {
     fn read_field(&mut self, field: &'static str, cursor: &mut Cursor<'a>) -> Result<(), Error>;
 }
 
-/// Reads the object at the cursor into `T`.
-fn read_object<'a, T: Object<'a>>(cursor: &mut Cursor<'a>) -> Result<T, Error> {
+/// Reads the object at the cursor into `object` (fresh), in place: the model's
+/// objects nest a few hundred bytes deep, and returning them by value copied them
+/// at every level.
+fn read_object<'a, T: Object<'a>>(cursor: &mut Cursor<'a>, object: &mut T) -> Result<(), Error> {
     const { assert!(T::FIELDS.len() < 32, "fields are tracked in a u32") };
-    let mut object = T::default();
     let mut seen = 0u32;
     let all = (1u32 << T::FIELDS.len()) - 1;
     cursor.object(|cursor, key| {
@@ -201,21 +204,22 @@ fn read_object<'a, T: Object<'a>>(cursor: &mut Cursor<'a>) -> Result<T, Error> {
         } else {
             Member::Read
         })
-    })?;
-    Ok(object)
+    })
 }
 
 /// A value of the model, as it reads itself.
 pub trait Value<'a>: Sized {
-    fn read(cursor: &mut Cursor<'a>) -> Result<Self, Error>;
+    /// Reads the value at the cursor into `slot`, which is empty.
+    fn read_into(cursor: &mut Cursor<'a>, slot: &mut Option<Self>) -> Result<(), Error>;
 }
 
-/// A field's value; `null` is absent, as PHP serialises unset values.
-fn optional<'a, T: Value<'a>>(cursor: &mut Cursor<'a>) -> Result<Option<T>, Error> {
+/// A field's value, into its (empty) slot; `null` is absent, as PHP serialises
+/// unset values.
+fn optional<'a, T: Value<'a>>(cursor: &mut Cursor<'a>, slot: &mut Option<T>) -> Result<(), Error> {
     if cursor.null()? {
-        Ok(None)
+        Ok(())
     } else {
-        T::read(cursor).map(Some)
+        T::read_into(cursor, slot)
     }
 }
 
@@ -227,11 +231,14 @@ pub enum Shape<'a, T> {
 }
 
 impl<'a, T: Object<'a>> Value<'a> for Shape<'a, T> {
-    fn read(cursor: &mut Cursor<'a>) -> Result<Self, Error> {
-        if cursor.peek() == Some(b'{') {
-            read_object(cursor).map(Shape::Object)
-        } else {
-            Node::read(cursor).map(Shape::Other)
+    fn read_into(cursor: &mut Cursor<'a>, slot: &mut Option<Self>) -> Result<(), Error> {
+        if cursor.peek() != Some(b'{') {
+            *slot = Some(Shape::Other(Node::read(cursor)?));
+            return Ok(());
+        }
+        match slot.insert(Shape::Object(T::default())) {
+            Shape::Object(object) => read_object(cursor, object),
+            Shape::Other(_) => Ok(()),
         }
     }
 }
@@ -250,26 +257,29 @@ pub enum List<'a, T> {
 pub const MAX_ITEMS: usize = 5_000;
 
 impl<'a, T: Value<'a>> Value<'a> for List<'a, T> {
-    fn read(cursor: &mut Cursor<'a>) -> Result<Self, Error> {
+    fn read_into(cursor: &mut Cursor<'a>, slot: &mut Option<Self>) -> Result<(), Error> {
         if cursor.peek() != Some(b'[') {
-            return Node::read(cursor).map(List::Other);
+            *slot = Some(List::Other(Node::read(cursor)?));
+            return Ok(());
         }
         let mut items = Vec::new();
         let mut count = 0;
         cursor.array(|cursor| {
             count += 1;
             if count > MAX_ITEMS {
-                cursor.skip()
-            } else {
-                items.push(T::read(cursor)?);
-                Ok(())
+                return cursor.skip();
             }
+            let mut item = None;
+            T::read_into(cursor, &mut item)?;
+            items.extend(item);
+            Ok(())
         })?;
-        Ok(if count > MAX_ITEMS {
+        *slot = Some(if count > MAX_ITEMS {
             List::TooLong(count)
         } else {
             List::Items(items)
-        })
+        });
+        Ok(())
     }
 }
 
@@ -278,7 +288,9 @@ impl<'a, T: Value<'a>> Value<'a> for List<'a, T> {
 pub enum Node<'a> {
     Null,
     Bool(bool),
-    Number(Number),
+    /// As written (the reader checked it against the JSON grammar and its range):
+    /// converted only where it is used, see [`json_number`].
+    Number(&'a str),
     Str(Cow<'a, str>),
     EmptyArray,
     Array,
@@ -286,6 +298,13 @@ pub enum Node<'a> {
 }
 
 impl<'a> Value<'a> for Node<'a> {
+    fn read_into(cursor: &mut Cursor<'a>, slot: &mut Option<Self>) -> Result<(), Error> {
+        *slot = Some(Node::read(cursor)?);
+        Ok(())
+    }
+}
+
+impl<'a> Node<'a> {
     fn read(cursor: &mut Cursor<'a>) -> Result<Self, Error> {
         match cursor.peek() {
             Some(b'"') => cursor.string().map(Node::Str),
@@ -302,7 +321,8 @@ impl<'a> Value<'a> for Node<'a> {
                     "true" => Ok(Node::Bool(true)),
                     "false" => Ok(Node::Bool(false)),
                     // Out of range (`1e999`) is refused, as serde_json does.
-                    number => number.parse().map(Node::Number).map_err(|_| error),
+                    number if in_range(number) => Ok(Node::Number(number)),
+                    _ => Err(error),
                 }
             }
         }
@@ -326,6 +346,24 @@ impl Node<'_> {
     }
 }
 
+/// Whether serde_json reads the number (the grammar already checked): its value must
+/// be a finite `f64`. Without an exponent, fewer than 300 digits always are.
+fn in_range(number: &str) -> bool {
+    (number.len() < 300 && !number.contains(['e', 'E']))
+        || number.parse::<f64>().is_ok_and(f64::is_finite)
+}
+
+/// A number of the payload as serde_json reads it: an integer when it is one that
+/// fits, else the nearest `f64`. `None` only for text the reader did not accept.
+pub fn json_number(number: &str) -> Option<Number> {
+    number.parse().ok()
+}
+
+/// A number as messages and identifiers show it (serde_json's rendering).
+pub fn shown_number(number: &str) -> String {
+    json_number(number).map_or_else(|| number.to_owned(), |n| n.to_string())
+}
+
 /// A short, bounded rendering of what was sent, for error messages.
 impl fmt::Display for Node<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -333,7 +371,7 @@ impl fmt::Display for Node<'_> {
         let text = match self {
             Node::Null => "null".to_owned(),
             Node::Bool(b) => b.to_string(),
-            Node::Number(n) => n.to_string(),
+            Node::Number(n) => shown_number(n),
             Node::Str(s) => format!("\"{}\"", Echo(s)),
             Node::EmptyArray => "an empty array".to_owned(),
             Node::Array => "an array".to_owned(),
@@ -356,7 +394,8 @@ mod tests {
     fn reads_each_field_into_its_place<'a, T: Object<'a>>(slots: impl Fn(&T) -> Vec<bool>) {
         for (index, field) in T::FIELDS.iter().enumerate() {
             let text: &'static str = format!(r#"{{"{field}":"x"}}"#).leak();
-            let object: T = read_object(&mut Cursor::new(text.as_bytes())).unwrap();
+            let mut object = T::default();
+            read_object(&mut Cursor::new(text.as_bytes()), &mut object).unwrap();
             let filled: Vec<usize> = (slots(&object).into_iter().enumerate())
                 .filter_map(|(slot, filled)| filled.then_some(slot))
                 .collect();
@@ -395,9 +434,10 @@ mod tests {
     #[test]
     fn a_repeated_field_is_refused_and_null_is_absent() {
         let text = br#"{"sku":null,"qty":"1","sku":"A"}"#;
-        let read = read_object::<QuoteItem>(&mut Cursor::new(text));
+        let read = read_object(&mut Cursor::new(text), &mut QuoteItem::default());
         assert!(matches!(read, Err(Error::Duplicate { field: "sku", .. })));
-        let item: QuoteItem = read_object(&mut Cursor::new(br#"{"sku":null,"qty":"1"}"#)).unwrap();
+        let mut item = QuoteItem::default();
+        read_object(&mut Cursor::new(br#"{"sku":null,"qty":"1"}"#), &mut item).unwrap();
         assert!(item.sku.is_none() && item.qty.is_some());
     }
 }

@@ -30,7 +30,10 @@ use std::fmt;
 use serde::de::IgnoredAny;
 use thiserror::Error;
 
-use document::{Data, Event, Info, List, Node, Product, QuoteItem, Shape, StarterItem};
+use document::{
+    Data, Event, Info, List, Node, Product, QuoteItem, Shape, StarterItem, json_number,
+    shown_number,
+};
 
 /// The most cart lines a payload is read with: a longer list is only counted, so
 /// that a body of many tiny lines cannot make the reader hold many times its size.
@@ -48,14 +51,15 @@ const REQUIRED: [&str; 2] = ["data.cart_id", "data.items"];
 /// `observer.checkout_cart_product_add_before`, so that event cannot check them.
 const COMPOSITE_TYPES: [&str; 3] = ["configurable", "bundle", "grouped"];
 
-/// A validated check-stock request.
+/// A validated check-stock request. Its strings are borrowed from the body unless
+/// they had escapes: a call then allocates nothing per cart line for them.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CheckStockRequest {
+pub struct CheckStockRequest<'a> {
     /// The cart, when the payload names one (`observer.checkout_cart_product_add_before`
     /// does not).
-    pub cart_id: Option<String>,
+    pub cart_id: Option<Cow<'a, str>>,
     /// What to check; empty only when `unchecked` says why.
-    pub items: Vec<RequestedItem>,
+    pub items: Vec<RequestedItem<'a>>,
     /// A product the payload cannot check (see `COMPOSITE_TYPES`). It is let
     /// through: refusing it would block every such product, whatever the stock.
     pub unchecked: Option<UncheckedProduct>,
@@ -63,8 +67,8 @@ pub struct CheckStockRequest {
 
 /// One cart line Commerce asks about.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RequestedItem {
-    pub sku: String,
+pub struct RequestedItem<'a> {
+    pub sku: Cow<'a, str>,
     pub qty: Decimal,
 }
 
@@ -117,7 +121,7 @@ pub enum PayloadError {
 }
 
 /// Parses and validates a raw body into a [`CheckStockRequest`].
-pub fn parse_check_stock(body: &[u8]) -> Result<CheckStockRequest, PayloadError> {
+pub fn parse_check_stock(body: &[u8]) -> Result<CheckStockRequest<'_>, PayloadError> {
     let body = document::read_body(body).map_err(|error| malformed(body, error))?;
     let Shape::Object(body) = body else {
         return Err(PayloadError::UnknownShape(None));
@@ -167,7 +171,10 @@ fn malformed(body: &[u8], error: cursor::Error) -> PayloadError {
 
 /// The request of whichever event these objects belong to, if any. `prefix` is where
 /// they were found, so that messages give the path as sent.
-fn event(prefix: &str, event: Event<'_>) -> Option<Result<CheckStockRequest, PayloadError>> {
+fn event<'a>(
+    prefix: &str,
+    event: Event<'a>,
+) -> Option<Result<CheckStockRequest<'a>, PayloadError>> {
     match (event.product, event.info, event.item) {
         (_, _, Some(item)) => Some(quote_item(prefix, item)),
         (None, None, None) => None,
@@ -176,11 +183,11 @@ fn event(prefix: &str, event: Event<'_>) -> Option<Result<CheckStockRequest, Pay
 }
 
 /// `observer.checkout_cart_product_add_before`: `product.sku`, `info.qty`.
-fn product_add(
+fn product_add<'a>(
     prefix: &str,
-    product: Option<Shape<'_, Product<'_>>>,
-    info: Option<Shape<'_, Info<'_>>>,
-) -> Result<CheckStockRequest, PayloadError> {
+    product: Option<Shape<'a, Product<'a>>>,
+    info: Option<Shape<'a, Info<'a>>>,
+) -> Result<CheckStockRequest<'a>, PayloadError> {
     let path = |field: &str| format!("{prefix}{field}");
     let product = object(product, || path("product"))?.unwrap_or_default();
     let info = object(info, || path("info"))?.unwrap_or_default();
@@ -199,7 +206,7 @@ fn product_add(
             cart_id: None,
             items: Vec::new(),
             unchecked: Some(UncheckedProduct {
-                sku,
+                sku: sku.into_owned(),
                 product_type: product_type.into_owned(),
             }),
         });
@@ -212,10 +219,10 @@ fn product_add(
 }
 
 /// `observer.sales_quote_item_save_before`: `item.sku`, `item.qty`, `item.quote_id`.
-fn quote_item(
+fn quote_item<'a>(
     prefix: &str,
-    item: Shape<'_, QuoteItem<'_>>,
-) -> Result<CheckStockRequest, PayloadError> {
+    item: Shape<'a, QuoteItem<'a>>,
+) -> Result<CheckStockRequest<'a>, PayloadError> {
     let path = |field: &str| format!("{prefix}{field}");
     let item = object(Some(item), || path("item"))?.unwrap_or_default();
     let sku = item.sku.filter(|sku| !sku.is_empty());
@@ -238,8 +245,8 @@ fn quote_item(
     let cart_id = match item.quote_id {
         None => None,
         Some(id) if id.is_empty() => None,
-        Some(Node::Str(id)) => Some(id.into_owned()),
-        Some(Node::Number(id)) => Some(id.to_string()),
+        Some(Node::Str(id)) => Some(id),
+        Some(Node::Number(id)) => Some(Cow::Owned(shown_number(id))),
         Some(other) => {
             return Err(invalid(
                 path("item.quote_id"),
@@ -257,7 +264,7 @@ fn quote_item(
 
 /// The starter kit's `{"data":{"cart_id","items":[{"item_id","sku","qty"}]}}`,
 /// validated with the reference action's messages.
-fn starter_kit(data: Data<'_>) -> Result<CheckStockRequest, PayloadError> {
+fn starter_kit(data: Data<'_>) -> Result<CheckStockRequest<'_>, PayloadError> {
     let cart_id = data.cart_id.filter(|node| !node.is_blank());
     let items = data
         .items
@@ -275,8 +282,8 @@ fn starter_kit(data: Data<'_>) -> Result<CheckStockRequest, PayloadError> {
         }
     };
     let cart_id = match cart_id {
-        Node::Str(s) => s.into_owned(),
-        Node::Number(n) => n.to_string(),
+        Node::Str(s) => s,
+        Node::Number(n) => Cow::Owned(shown_number(n)),
         other => return Err(PayloadError::CartId(other.to_string())),
     };
     let items = match items {
@@ -297,10 +304,10 @@ fn starter_kit(data: Data<'_>) -> Result<CheckStockRequest, PayloadError> {
     })
 }
 
-fn starter_item(
+fn starter_item<'a>(
     index: usize,
-    item: Shape<'_, StarterItem<'_>>,
-) -> Result<RequestedItem, PayloadError> {
+    item: Shape<'a, StarterItem<'a>>,
+) -> Result<RequestedItem<'a>, PayloadError> {
     let item = match item {
         Shape::Object(item) => item,
         Shape::Other(node) => {
@@ -317,7 +324,7 @@ fn starter_item(
         problem,
     };
     let sku = match item.sku {
-        Some(Node::Str(s)) if !s.trim().is_empty() => s.into_owned(),
+        Some(Node::Str(s)) if !s.trim().is_empty() => s,
         None => return Err(fail("'sku' is missing".into())),
         Some(other) => {
             return Err(fail(format!(
@@ -348,19 +355,22 @@ fn object<T>(
 }
 
 /// A SKU, which must be present and a non-empty string.
-fn required_sku(
-    value: Option<Node<'_>>,
+fn required_sku<'a>(
+    value: Option<Node<'a>>,
     path: impl FnOnce() -> String,
-) -> Result<String, PayloadError> {
+) -> Result<Cow<'a, str>, PayloadError> {
     match value.filter(|sku| !sku.is_empty()) {
         Some(sku) => sku_string(sku, path),
         None => Err(PayloadError::Missing(vec![path()])),
     }
 }
 
-fn sku_string(value: Node<'_>, path: impl FnOnce() -> String) -> Result<String, PayloadError> {
+fn sku_string<'a>(
+    value: Node<'a>,
+    path: impl FnOnce() -> String,
+) -> Result<Cow<'a, str>, PayloadError> {
     match value {
-        Node::Str(sku) if !sku.trim().is_empty() => Ok(sku.into_owned()),
+        Node::Str(sku) if !sku.trim().is_empty() => Ok(sku),
         other => Err(invalid(path(), "a non-empty string", &other)),
     }
 }
@@ -384,11 +394,17 @@ fn invalid(path: String, expected: &'static str, got: &Node<'_>) -> PayloadError
 /// Normalised, so that `"2.0000"` is shown as `2`.
 fn positive_number(value: &Node<'_>) -> Option<Decimal> {
     let n = match value {
-        Node::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
-            (Some(u), _, _) => Decimal::from(u),
-            (None, Some(i), _) => Decimal::from(i),
-            (None, None, Some(f)) => Decimal::from_str_exact(&f.to_string()).ok()?,
-            (None, None, None) => return None,
+        // The common case (`"qty":2`) without serde_json.
+        Node::Number(text) => match text.parse::<u64>() {
+            Ok(u) => Decimal::from(u),
+            Err(_) => {
+                let n = json_number(text)?;
+                match (n.as_i64(), n.as_f64()) {
+                    (Some(i), _) => Decimal::from(i),
+                    (None, Some(f)) => Decimal::from_str_exact(&f.to_string()).ok()?,
+                    (None, None) => return None,
+                }
+            }
         },
         Node::Str(s) => Decimal::from_str_exact(s.trim()).ok()?,
         _ => return None,
@@ -399,7 +415,7 @@ fn positive_number(value: &Node<'_>) -> Option<Decimal> {
 fn item_label(item_id: Option<&Node<'_>>) -> String {
     match item_id {
         Some(Node::Str(id)) if !id.is_empty() => format!(" (item_id {})", Echo(id)),
-        Some(Node::Number(id)) => format!(" (item_id {id})"),
+        Some(Node::Number(id)) => format!(" (item_id {})", shown_number(id)),
         _ => String::new(),
     }
 }
@@ -438,24 +454,28 @@ mod tests {
     use super::*;
     use serde_json::{Value, json};
 
-    fn parse(payload: Value) -> Result<CheckStockRequest, PayloadError> {
-        parse_check_stock(&serde_json::to_vec(&payload).unwrap())
+    /// The body is leaked: the request borrows from it, and tests are short.
+    fn parse(payload: Value) -> Result<CheckStockRequest<'static>, PayloadError> {
+        parse_check_stock(serde_json::to_vec(&payload).unwrap().leak())
     }
 
     fn message(payload: Value) -> String {
         parse(payload).unwrap_err().to_string()
     }
 
-    fn one(sku: &str, qty: f64) -> Vec<RequestedItem> {
+    fn one(sku: &str, qty: f64) -> Vec<RequestedItem<'_>> {
         vec![RequestedItem {
             sku: sku.into(),
             qty: Decimal::try_from(qty).unwrap().normalize(),
         }]
     }
 
-    fn fixture(name: &str) -> Vec<u8> {
+    /// Leaked, as in `parse`.
+    fn fixture(name: &str) -> &'static [u8] {
         let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+        std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+            .leak()
     }
 
     #[test]
@@ -568,7 +588,7 @@ mod tests {
 
     #[test]
     fn add_to_cart_default_payload_reads_sku_and_string_qty() {
-        let request = parse_check_stock(&fixture("add-to-cart-simple.json")).unwrap();
+        let request = parse_check_stock(fixture("add-to-cart-simple.json")).unwrap();
         assert_eq!(
             request,
             CheckStockRequest {
@@ -581,7 +601,7 @@ mod tests {
 
     #[test]
     fn add_to_cart_without_qty_asks_for_one() {
-        let request = parse_check_stock(&fixture("add-to-cart-no-qty.json")).unwrap();
+        let request = parse_check_stock(fixture("add-to-cart-no-qty.json")).unwrap();
         assert_eq!(request.items, one("MS-03", 1.0));
         for info in [
             json!({"qty": ""}),
@@ -611,7 +631,7 @@ mod tests {
 
     #[test]
     fn a_composite_product_on_add_to_cart_is_let_through_unchecked() {
-        let request = parse_check_stock(&fixture("add-to-cart-configurable.json")).unwrap();
+        let request = parse_check_stock(fixture("add-to-cart-configurable.json")).unwrap();
         assert!(request.items.is_empty());
         assert_eq!(
             request.unchecked,
@@ -644,7 +664,7 @@ mod tests {
 
     #[test]
     fn quote_item_default_payload_reads_sku_total_qty_and_cart() {
-        let request = parse_check_stock(&fixture("quote-item-save-simple.json")).unwrap();
+        let request = parse_check_stock(fixture("quote-item-save-simple.json")).unwrap();
         assert_eq!(
             request,
             CheckStockRequest {
@@ -653,8 +673,7 @@ mod tests {
                 unchecked: None
             }
         );
-        let configurable =
-            parse_check_stock(&fixture("quote-item-save-configurable.json")).unwrap();
+        let configurable = parse_check_stock(fixture("quote-item-save-configurable.json")).unwrap();
         assert_eq!(
             configurable.items,
             one("WJ-12-M-Blue", 2.0),

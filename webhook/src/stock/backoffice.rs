@@ -100,7 +100,7 @@ impl BackOffice {
         })
     }
 
-    async fn ask(&self, request: &CheckStockRequest) -> Result<Availability, StockError> {
+    async fn ask(&self, request: &CheckStockRequest<'_>) -> Result<Availability, StockError> {
         let query = StockQuery {
             cart_id: request.cart_id.as_deref(),
             items: request
@@ -176,7 +176,7 @@ fn availability_from(
     let lines = request.items.iter();
     lines
         .map(|item| {
-            by_sku.get(&item.sku).copied().ok_or_else(|| {
+            by_sku.get(&*item.sku).copied().ok_or_else(|| {
                 StockError::invalid_answer(format!("no answer for SKU '{}'", Echo(&item.sku)))
             })
         })

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::payload::{CheckStockRequest, Decimal};
+use crate::payload::{CheckStockRequest, Decimal, RequestedItem};
 
 pub use backoffice::{BackOffice, BackOfficeSettings};
 pub use inventory::{Inventory, InventoryFile};
@@ -108,57 +108,66 @@ pub struct Shortage {
 /// Compares the cart with what is available. Lines of the same SKU are added up
 /// (exactly, saturating at the largest decimal), so a cart cannot get around the
 /// stock by splitting a quantity over several lines. Shortages keep the order in
-/// which SKUs first appear in the cart. Linear in the cart's lines: past a few
-/// lines, a map finds the SKU seen before.
+/// which SKUs first appear in the cart.
 pub fn shortages(request: &CheckStockRequest, availability: &[Decimal]) -> Vec<Shortage> {
-    /// Up to this many lines, looking through the SKUs seen so far costs less than
-    /// building a map.
-    const SEARCHED: usize = 8;
     let items = &request.items;
-    // The first line of each SKU, and the quantity of all its lines.
-    let mut wanted: Vec<(usize, Decimal)> = Vec::with_capacity(items.len());
-    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut short = Vec::new();
+    for_each_sku(items, |line, requested| {
+        let available = availability.get(line).copied().unwrap_or(Decimal::ZERO);
+        if requested > available {
+            short.push(Shortage {
+                sku: items[line].sku.to_string(),
+                requested,
+                available,
+            });
+        }
+    });
+    short
+}
+
+/// Calls `each` with the first line of each SKU and the quantity of all its lines,
+/// in the order SKUs first appear. Up to a few lines, searching the lines costs less
+/// than building anything (most carts have one or two: nothing is allocated); past
+/// that, a map keeps it linear.
+fn for_each_sku(items: &[RequestedItem], mut each: impl FnMut(usize, Decimal)) {
+    const SEARCHED: usize = 8;
+    let total = |lines: &[RequestedItem], sku: &str| {
+        (lines.iter().filter(|item| item.sku == sku))
+            .fold(Decimal::ZERO, |sum, item| sum.saturating_add(item.qty))
+    };
+    if items.len() <= SEARCHED {
+        for (line, item) in items.iter().enumerate() {
+            if !items[..line].iter().any(|before| before.sku == item.sku) {
+                each(line, total(&items[line..], &item.sku));
+            }
+        }
+        return;
+    }
+    let mut first_line: HashMap<&str, usize> = HashMap::with_capacity(items.len());
+    let mut totals: Vec<(usize, Decimal)> = Vec::with_capacity(items.len());
     for (line, item) in items.iter().enumerate() {
-        let before = if items.len() <= SEARCHED {
-            wanted
-                .iter()
-                .position(|&(first, _)| items[first].sku == item.sku)
-        } else {
-            seen.get(item.sku.as_str()).copied()
-        };
-        match before {
-            Some(at) => wanted[at].1 = wanted[at].1.saturating_add(item.qty),
+        match first_line.get(&*item.sku) {
+            Some(&at) => totals[at].1 = totals[at].1.saturating_add(item.qty),
             None => {
-                if items.len() > SEARCHED {
-                    seen.insert(&item.sku, wanted.len());
-                }
-                wanted.push((line, item.qty));
+                first_line.insert(&item.sku, totals.len());
+                totals.push((line, item.qty));
             }
         }
     }
-    wanted
-        .into_iter()
-        .filter_map(|(line, requested)| {
-            let available = availability.get(line).copied().unwrap_or(Decimal::ZERO);
-            (requested > available).then(|| Shortage {
-                sku: items[line].sku.clone(),
-                requested,
-                available,
-            })
-        })
-        .collect()
+    for (line, requested) in totals {
+        each(line, requested);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::payload::RequestedItem;
 
     fn d(text: &str) -> Decimal {
         Decimal::from_str_exact(text).unwrap()
     }
 
-    fn request(items: &[(&str, &str)]) -> CheckStockRequest {
+    fn request<'a>(items: &[(&'a str, &str)]) -> CheckStockRequest<'a> {
         CheckStockRequest {
             cart_id: Some("c".into()),
             items: items
@@ -208,6 +217,34 @@ mod tests {
     }
 
     #[test]
+    fn carts_searched_and_carts_mapped_add_up_the_same() {
+        // Up to 8 lines the SKUs are searched, past that mapped: both must agree with
+        // the definition (the lines of each SKU summed, in order of first appearance).
+        for lines in 1..=20 {
+            let items: Vec<(String, String)> = (0..lines)
+                .map(|line| (format!("S{}", (line * 7) % 5), format!("{}", line + 1)))
+                .collect();
+            let items: Vec<(&str, &str)> = items.iter().map(|(s, q)| (&**s, &**q)).collect();
+            let mut expected: Vec<(&str, Decimal)> = Vec::new();
+            for (sku, qty) in &items {
+                match expected.iter_mut().find(|(seen, _)| seen == sku) {
+                    Some((_, sum)) => *sum += d(qty),
+                    None => expected.push((sku, d(qty))),
+                }
+            }
+            let got: Vec<(String, Decimal)> = short(&items, &[])
+                .into_iter()
+                .map(|shortage| (shortage.sku, shortage.requested))
+                .collect();
+            let expected: Vec<(String, Decimal)> = expected
+                .into_iter()
+                .map(|(s, q)| (s.to_owned(), q))
+                .collect();
+            assert_eq!(got, expected, "{lines} lines");
+        }
+    }
+
+    #[test]
     fn decimal_quantities_add_up_exactly() {
         // As f64: 0.1 + 0.2 = 0.30000000000000004 > 0.3, a shortage that is not.
         let table = [("A", "0.3"), ("B", "9007199254740992")];
@@ -228,7 +265,7 @@ mod tests {
             items: skus
                 .iter()
                 .map(|sku| RequestedItem {
-                    sku: sku.clone(),
+                    sku: sku.into(),
                     qty: Decimal::ONE,
                 })
                 .collect(),
