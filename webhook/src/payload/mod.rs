@@ -292,14 +292,15 @@ fn starter_kit(data: Data<'_>) -> Result<CheckStockRequest<'_>, PayloadError> {
         List::Items(_) => return Err(PayloadError::Items(Node::EmptyArray.to_string())),
         List::Other(node) => return Err(PayloadError::Items(node.to_string())),
     };
-    let items = items
-        .into_iter()
-        .enumerate()
-        .map(|(index, item)| starter_item(index, item))
-        .collect::<Result<_, _>>()?;
+    // A loop rather than `collect::<Result<_, _>>()`, which reuses the list's
+    // buffer and then reallocates it to the smaller items.
+    let mut checked = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        checked.push(starter_item(index, item)?);
+    }
     Ok(CheckStockRequest {
         cart_id: Some(cart_id),
-        items,
+        items: checked,
         unchecked: None,
     })
 }

@@ -30,11 +30,19 @@ struct Masks {
 /// after a backslash.
 pub fn container_end(bytes: &[u8], from: usize) -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("pclmulqdq")
+        && is_x86_feature_detected!("popcnt")
+    {
+        // SAFETY: the processor has all three features, just checked.
+        return unsafe { container_end_avx512(bytes, from) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("popcnt") {
         // SAFETY: the processor has both features, just checked.
         return unsafe { container_end_avx2(bytes, from) };
     }
-    scan(bytes, from, classify)
+    scan(bytes, from, classify, prefix_xor)
 }
 
 /// The same, compiled for processors with AVX2 and a popcount instruction (x86_64
@@ -43,12 +51,31 @@ pub fn container_end(bytes: &[u8], from: usize) -> Option<usize> {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,popcnt")]
 fn container_end_avx2(bytes: &[u8], from: usize) -> Option<usize> {
-    scan(bytes, from, |block| classify_avx2(block))
+    scan(bytes, from, |block| classify_avx2(block), prefix_xor)
+}
+
+/// The same for processors with AVX-512BW (recent servers, where the webhook
+/// mostly runs): one compare per character for the whole block, and the string
+/// mask in one carry-less multiplication. A third less per block than AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512bw,pclmulqdq,popcnt")]
+fn container_end_avx512(bytes: &[u8], from: usize) -> Option<usize> {
+    scan(
+        bytes,
+        from,
+        |block| classify_avx512(block),
+        |quotes| prefix_xor_clmul(quotes),
+    )
 }
 
 /// Counts brackets outside strings, a block at a time, until the one at depth 0.
 #[inline(always)]
-fn scan(bytes: &[u8], from: usize, classify: impl Fn(&[u8; 64]) -> Masks) -> Option<usize> {
+fn scan(
+    bytes: &[u8],
+    from: usize,
+    classify: impl Fn(&[u8; 64]) -> Masks,
+    prefix_xor: impl Fn(u64) -> u64,
+) -> Option<usize> {
     let mut depth: u32 = 1;
     let mut escape_carry = 0;
     let mut in_string = 0;
@@ -115,6 +142,17 @@ fn prefix_xor(mut x: u64) -> u64 {
     x
 }
 
+/// [`prefix_xor`] as a carry-less multiplication by all ones.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "pclmulqdq")]
+fn prefix_xor_clmul(x: u64) -> u64 {
+    use std::arch::x86_64::{
+        _mm_clmulepi64_si128, _mm_cvtsi128_si64, _mm_set_epi64x, _mm_set1_epi8,
+    };
+    let product = _mm_clmulepi64_si128(_mm_set_epi64x(0, x as i64), _mm_set1_epi8(-1), 0);
+    _mm_cvtsi128_si64(product) as u64
+}
+
 #[cfg(target_arch = "x86_64")]
 fn classify(block: &[u8; 64]) -> Masks {
     // SAFETY: SSE2 is part of the x86_64 baseline: every x86_64 processor has it.
@@ -179,6 +217,25 @@ fn classify_avx2(block: &[u8; 64]) -> Masks {
         backslash: mask(&halves, b'\\'),
         open: mask(&folded, b'{'),
         close: mask(&folded, b'}'),
+    }
+}
+
+/// One 64-byte compare per character.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512bw")]
+fn classify_avx512(block: &[u8; 64]) -> Masks {
+    use std::arch::x86_64::{
+        _mm512_cmpeq_epi8_mask, _mm512_loadu_si512, _mm512_or_si512, _mm512_set1_epi8,
+    };
+    // SAFETY: the 64 bytes loaded are the block's; unaligned loads are allowed.
+    let bytes = unsafe { _mm512_loadu_si512(block.as_ptr().cast()) };
+    let folded = _mm512_or_si512(bytes, _mm512_set1_epi8(0x20));
+    let is = |v, byte: u8| _mm512_cmpeq_epi8_mask(v, _mm512_set1_epi8(byte as i8));
+    Masks {
+        quote: is(bytes, b'"'),
+        backslash: is(bytes, b'\\'),
+        open: is(folded, b'{'),
+        close: is(folded, b'}'),
     }
 }
 
@@ -294,6 +351,31 @@ mod tests {
                 // SAFETY: checked just above.
                 assert_eq!(unsafe { classify_avx2(&block) }, scalar_classify(&block));
             }
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx512bw") {
+                // SAFETY: checked just above.
+                assert_eq!(unsafe { classify_avx512(&block) }, scalar_classify(&block));
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_carry_less_prefix_xor_is_the_shifted_one() {
+        if !is_x86_feature_detected!("pclmulqdq") {
+            return;
+        }
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // SAFETY: checked at the start.
+            assert_eq!(unsafe { prefix_xor_clmul(x) }, prefix_xor(x), "{x:#x}");
+        }
+        for x in [0, 1, 1 << 63, u64::MAX] {
+            // SAFETY: as above.
+            assert_eq!(unsafe { prefix_xor_clmul(x) }, prefix_xor(x), "{x:#x}");
         }
     }
 
