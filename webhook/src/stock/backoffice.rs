@@ -20,7 +20,7 @@ use reqwest::{Certificate, Proxy, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::{Availability, BoxFuture, StockError, StockSource};
+use super::{Answer, Availability, StockError, StockSource};
 use crate::metrics::Metrics;
 use crate::payload::{CheckStockRequest, Decimal, Echo};
 
@@ -188,11 +188,8 @@ impl StockSource for BackOffice {
         "backoffice"
     }
 
-    fn availability<'a>(
-        &'a self,
-        request: &'a CheckStockRequest,
-    ) -> BoxFuture<'a, Result<Availability, StockError>> {
-        Box::pin(async move {
+    fn availability<'a>(&'a self, request: &'a CheckStockRequest<'_>) -> Answer<'a> {
+        Answer::later(async move {
             let started = std::time::Instant::now();
             let result = self.ask(request).await;
             let failure = result.as_ref().err().map(StockError::kind);

@@ -9,8 +9,9 @@ pub mod backoffice;
 pub mod inventory;
 
 use std::collections::HashMap;
-use std::future::Future;
+use std::future::{Future, Ready};
 use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use thiserror::Error;
@@ -28,6 +29,37 @@ pub type Availability = Vec<Decimal>;
 /// A boxed future, so that sources can be chosen at start-up (`dyn StockSource`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// What a source answers, awaited by the caller: ready at once (a source in
+/// memory, which then costs no allocation per call) or later (one that asks over
+/// the network, boxed because sources are chosen at start-up).
+pub enum Answer<'a> {
+    Now(Ready<Result<Availability, StockError>>),
+    Later(BoxFuture<'a, Result<Availability, StockError>>),
+}
+
+impl<'a> Answer<'a> {
+    pub fn now(result: Result<Availability, StockError>) -> Self {
+        Answer::Now(std::future::ready(result))
+    }
+
+    pub fn later(
+        future: impl Future<Output = Result<Availability, StockError>> + Send + 'a,
+    ) -> Self {
+        Answer::Later(Box::pin(future))
+    }
+}
+
+impl Future for Answer<'_> {
+    type Output = Result<Availability, StockError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Answer::Now(ready) => Pin::new(ready).poll(cx),
+            Answer::Later(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
 /// A stock source. Implement this to ask your own system; see `BackOffice` for one
 /// that calls out over HTTP and `InventoryFile` for one that reads a file.
 pub trait StockSource: Send + Sync + 'static {
@@ -35,10 +67,7 @@ pub trait StockSource: Send + Sync + 'static {
     fn name(&self) -> &'static str;
 
     /// How many of each requested SKU are available.
-    fn availability<'a>(
-        &'a self,
-        request: &'a CheckStockRequest,
-    ) -> BoxFuture<'a, Result<Availability, StockError>>;
+    fn availability<'a>(&'a self, request: &'a CheckStockRequest<'_>) -> Answer<'a>;
 
     /// True while the source serves data it failed to refresh (an inventory whose
     /// last reload failed); `/readyz` can then report not ready.
