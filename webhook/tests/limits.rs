@@ -94,6 +94,32 @@ async fn an_idle_keep_alive_connection_is_closed() {
 }
 
 #[tokio::test]
+async fn a_connection_that_keeps_sending_requests_stays_open_past_the_header_timeout() {
+    // The timeout is checked once per period: a connection is closed only after a
+    // whole period with no request head, never while it keeps making calls.
+    let service = Service::start(&["--header-timeout-ms", "300"]).await;
+    let mut stream = connect(&service).await;
+    let body = r#"{"data":{"cart_id":"1","items":[{"sku":"MS-01","qty":1}]}}"#;
+    let started = Instant::now();
+    for call in 0..8 {
+        stream
+            .write_all(format!("{}{body}", head(body.len(), "")).as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("call {call} could not be sent: {e}"));
+        let answer = read_answer(&mut stream, Duration::from_secs(5)).await;
+        assert!(
+            answer.ends_with(r#"{"op":"success"}"#),
+            "call {call}: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(120)).await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "spans 3 periods"
+    );
+}
+
+#[tokio::test]
 async fn a_body_trickled_past_the_deadline_is_answered_within_it() {
     let service = Service::start(&["--request-deadline-ms", "300"]).await;
     let mut stream = connect(&service).await;
