@@ -187,9 +187,10 @@ pub struct Args {
     /// Most connections open at once; one more is closed on arrival.
     #[arg(long, env = var::MAX_CONNECTIONS, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: u64,
-    /// How long a connection may take to send a whole request head, counted from
-    /// when it opens or its previous answer was sent: closes slow-header and idle
-    /// keep-alive connections alike.
+    /// How long a connection may go without a request: one that completes no
+    /// request head, gets no answer and has no call in flight for a whole period of
+    /// this is closed (checked once per period, so between one and two periods
+    /// after its last request): slow-header and idle keep-alive connections alike.
     #[arg(long, env = var::HEADER_TIMEOUT_MS, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub header_timeout_ms: u64,
     /// The shopper's message for each short SKU; {sku}, {requested} and {available}

@@ -44,6 +44,8 @@ pub mod config;
 #[cfg(feature = "server")]
 pub(crate) mod deadline;
 #[cfg(feature = "server")]
+pub(crate) mod idle;
+#[cfg(feature = "server")]
 pub(crate) mod metrics;
 #[cfg(feature = "server")]
 pub mod operation;

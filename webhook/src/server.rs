@@ -3,7 +3,7 @@
 //! shutdown that Kubernetes can rely on.
 //!
 //! Connections are served by hyper directly (not `axum::serve`), so that each one
-//! can be watched for request heads that never come (see [`idle_watchdog`]).
+//! can be watched for requests that never come (see [`idle`]).
 
 use std::future::Future;
 use std::io;
@@ -23,10 +23,10 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio::time::{Instant, MissedTickBehavior, interval_at};
 
 use crate::check_stock::CheckStock;
 use crate::contract::{HEALTH_PATH, METRICS_PATH, READY_PATH};
+use crate::idle::{self, Watched};
 use crate::metrics::Metrics;
 use crate::operation::Operation;
 use crate::ops::OPENMETRICS_CONTENT_TYPE;
@@ -45,9 +45,9 @@ pub struct AppState {
 /// What bounds the connections, whatever their requests.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
-    /// How long a connection may go without completing a request head: the
-    /// slow-header and the idle keep-alive timeout (enforced by [`idle_watchdog`],
-    /// so between once and twice this after the last head).
+    /// How long a connection may go without a request (a head, an answer or a call
+    /// in flight): the slow-header and the idle keep-alive timeout, enforced by
+    /// [`idle::watchdog`], so between once and twice this after the last.
     pub header_timeout: Duration,
     /// Connections open at once; one more is closed on arrival.
     pub max_connections: usize,
@@ -173,11 +173,7 @@ pub async fn serve(
         };
         // A failure only costs latency (Nagle).
         let _ = stream.set_nodelay(true);
-        let head_seen = Arc::new(AtomicBool::new(false));
-        let service = NotingHeads {
-            inner: service.clone(),
-            head_seen: head_seen.clone(),
-        };
+        let (service, activity) = Watched::new(service.clone());
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         let header_timeout = limits.header_timeout;
         tokio::spawn(async move {
@@ -186,8 +182,8 @@ pub async fn serve(
                 result = connection => if let Err(error) = result {
                     tracing::debug!(%error, "connection ended with an error");
                 },
-                () = idle_watchdog(&head_seen, header_timeout) => {
-                    tracing::debug!("connection closed: no request head within the header timeout");
+                () = idle::watchdog(&activity, header_timeout) => {
+                    tracing::debug!("connection closed: no request within the header timeout");
                 }
             }
             drop(slot);
@@ -200,43 +196,6 @@ pub async fn serve(
             tracing::warn!(timeout_ms = policy.timeout.as_millis() as u64, "in-flight requests cut off at the shutdown timeout");
             Ok(())
         }
-    }
-}
-
-/// Returns once a whole `period` passes in which the connection completed no
-/// request head: it is then closed, which ends slow-header (slowloris) and idle
-/// keep-alive connections. Checked once per period rather than timed per request
-/// (hyper's `header_read_timeout` arms and disarms a timer for every request, which
-/// cost 2% of the throughput in `scripts/bench-webhook-ab.sh`), so a connection is
-/// closed between one and two periods after its last head, and at the first period
-/// if it never sends one.
-async fn idle_watchdog(head_seen: &AtomicBool, period: Duration) {
-    let mut checks = interval_at(Instant::now() + period, period);
-    checks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        checks.tick().await;
-        if !head_seen.swap(false, Ordering::Relaxed) {
-            return;
-        }
-    }
-}
-
-/// A connection's service, noting each request head it completes (hyper calls the
-/// service once a head is whole) for the connection's [`idle_watchdog`].
-#[derive(Clone)]
-struct NotingHeads<S> {
-    inner: S,
-    head_seen: Arc<AtomicBool>,
-}
-
-impl<S: hyper::service::Service<R>, R> hyper::service::Service<R> for NotingHeads<S> {
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn call(&self, request: R) -> Self::Future {
-        self.head_seen.store(true, Ordering::Relaxed);
-        self.inner.call(request)
     }
 }
 

@@ -96,7 +96,8 @@ async fn an_idle_keep_alive_connection_is_closed() {
 #[tokio::test]
 async fn a_connection_that_keeps_sending_requests_stays_open_past_the_header_timeout() {
     // The timeout is checked once per period: a connection is closed only after a
-    // whole period with no request head, never while it keeps making calls.
+    // whole period without a request, never while it keeps making calls (one
+    // closed at a fixed time from its opening would fail this).
     let service = Service::start(&["--header-timeout-ms", "300"]).await;
     let mut stream = connect(&service).await;
     let body = r#"{"data":{"cart_id":"1","items":[{"sku":"MS-01","qty":1}]}}"#;
@@ -117,6 +118,25 @@ async fn a_connection_that_keeps_sending_requests_stays_open_past_the_header_tim
         started.elapsed() >= Duration::from_millis(900),
         "spans 3 periods"
     );
+}
+
+#[tokio::test]
+async fn a_call_longer_than_the_header_timeout_is_still_answered() {
+    // A call in flight keeps its connection: the deadline, not the idle check, ends it.
+    let service =
+        Service::start(&["--header-timeout-ms", "200", "--request-deadline-ms", "900"]).await;
+    let mut stream = connect(&service).await;
+    stream
+        .write_all(format!("{}{{\"data\":{{", head(100, "")).as_bytes())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let answer = read_answer(&mut stream, Duration::from_secs(5)).await;
+    assert!(
+        answer.contains(FALLBACK),
+        "answered at the deadline: {answer:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(800));
 }
 
 #[tokio::test]

@@ -383,7 +383,8 @@ mod tests {
     fn finds_quotes_backslashes_and_control_characters_in_any_lane() {
         for at in 0..40 {
             for special in [b'"', b'\\', b'\n', 0x1f, 0] {
-                let mut text = vec![b'a'; 40];
+                // Bytes of UTF-8 text and DEL around it, in the SIMD lanes too.
+                let mut text: Vec<u8> = "é€\u{7f}x".bytes().cycle().take(40).collect();
                 text[at] = special;
                 assert_eq!(next_special(&text, 0), at);
             }

@@ -346,15 +346,16 @@ impl Node<'_> {
     }
 }
 
-/// Whether serde_json reads the number (the grammar already checked): its value must
-/// be a finite `f64`. Without an exponent, fewer than 300 digits always are.
+/// Whether serde_json reads the number (the grammar already checked): out of range
+/// (`1e999`) it does not. Without an exponent, fewer than 300 characters are always
+/// in range; anything else is asked of serde_json itself, whose rounding near
+/// `f64::MAX` is its own.
 fn in_range(number: &str) -> bool {
-    (number.len() < 300 && !number.contains(['e', 'E']))
-        || number.parse::<f64>().is_ok_and(f64::is_finite)
+    (number.len() < 300 && !number.contains(['e', 'E'])) || json_number(number).is_some()
 }
 
 /// A number of the payload as serde_json reads it: an integer when it is one that
-/// fits, else the nearest `f64`. `None` only for text the reader did not accept.
+/// fits, else an `f64`. `None` only for text the reader did not accept.
 pub fn json_number(number: &str) -> Option<Number> {
     number.parse().ok()
 }
@@ -429,6 +430,33 @@ mod tests {
         reads_each_field_into_its_place::<QuoteItem>(|o| {
             vec![o.sku.is_some(), o.qty.is_some(), o.quote_id.is_some()]
         });
+    }
+
+    #[test]
+    fn numbers_are_in_range_exactly_when_serde_json_reads_them() {
+        let max = f64::MAX.to_string(); // 309 digits
+        let mut cases = vec![
+            "1e999".to_owned(),
+            "-1e999".to_owned(),
+            "1e-999".to_owned(),
+            "1.7976931348623157e308".to_owned(),
+            "1.7976931348623158e308".to_owned(),
+            "1.7976931348623159e308".to_owned(),
+            format!("1.7976931348623157{}e308", "0".repeat(40)),
+            max.clone(),
+            format!("{max}0"),
+            format!("9{}", "9".repeat(310)),
+            "-0".to_owned(),
+            "12345678901234567890123".to_owned(),
+        ];
+        for digit in 0..10 {
+            cases.push(format!("1.797693134862315{digit}e308"));
+            cases.push(format!("1797693134862315{digit}{}", "0".repeat(292)));
+        }
+        for number in &cases {
+            let serde = serde_json::from_str::<serde_json::Value>(number).is_ok();
+            assert_eq!(in_range(number), serde, "{number}");
+        }
     }
 
     #[test]
