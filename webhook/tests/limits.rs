@@ -53,6 +53,19 @@ async fn read_answer(stream: &mut TcpStream, within: Duration) -> String {
     String::from_utf8_lossy(&received).into_owned()
 }
 
+/// Sends a head announcing 100 bytes of body, then nine of them and nothing more;
+/// returns the answer and how long it took to come.
+async fn answer_to_a_stalled_body(service: &Service) -> (String, Duration) {
+    let mut stream = connect(service).await;
+    stream
+        .write_all(format!("{}{{\"data\":{{", head(100, "")).as_bytes())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let answer = read_answer(&mut stream, Duration::from_secs(5)).await;
+    (answer, started.elapsed())
+}
+
 fn head(content_length: usize, extra: &str) -> String {
     format!(
         "POST /webhook/check-stock HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
@@ -125,33 +138,20 @@ async fn a_call_longer_than_the_header_timeout_is_still_answered() {
     // A call in flight keeps its connection: the deadline, not the idle check, ends it.
     let service =
         Service::start(&["--header-timeout-ms", "200", "--request-deadline-ms", "900"]).await;
-    let mut stream = connect(&service).await;
-    stream
-        .write_all(format!("{}{{\"data\":{{", head(100, "")).as_bytes())
-        .await
-        .unwrap();
-    let started = Instant::now();
-    let answer = read_answer(&mut stream, Duration::from_secs(5)).await;
+    let (answer, waited) = answer_to_a_stalled_body(&service).await;
     assert!(
         answer.contains(FALLBACK),
         "answered at the deadline: {answer:?}"
     );
-    assert!(started.elapsed() >= Duration::from_millis(800));
+    assert!(waited >= Duration::from_millis(800));
 }
 
 #[tokio::test]
 async fn a_body_trickled_past_the_deadline_is_answered_within_it() {
     let service = Service::start(&["--request-deadline-ms", "300"]).await;
-    let mut stream = connect(&service).await;
-    // Ten bytes of a hundred announced, then nothing.
-    stream
-        .write_all(format!("{}{{\"data\":{{", head(100, "")).as_bytes())
-        .await
-        .unwrap();
-    let started = Instant::now();
-    let answer = read_answer(&mut stream, Duration::from_secs(5)).await;
+    let (answer, waited) = answer_to_a_stalled_body(&service).await;
     assert!(answer.contains(FALLBACK), "{answer}");
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(waited < Duration::from_secs(2));
 }
 
 #[tokio::test]
