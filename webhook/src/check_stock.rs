@@ -8,7 +8,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
+use axum::BoxError;
+use axum::body::{Bytes, HttpBody};
 use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use http_body_util::BodyExt;
@@ -22,6 +23,12 @@ use crate::metrics::{Metrics, RequestOutcome};
 use crate::operation::Operation;
 use crate::payload::{Echo, PayloadError, parse_check_stock};
 use crate::stock::{Shortage, StockError, StockSource, shortages};
+
+/// A request body: hyper's, as the server hands it over without boxing, or any
+/// other (tests use axum's).
+pub trait RequestBody: HttpBody<Data = Bytes, Error: Into<BoxError>> + Unpin {}
+
+impl<B: HttpBody<Data = Bytes, Error: Into<BoxError>> + Unpin> RequestBody for B {}
 
 /// Why a request was not understood. Answered as an exception with this text.
 #[derive(Debug, Error)]
@@ -95,7 +102,7 @@ impl CheckStock {
         &*self.source
     }
 
-    pub async fn answer(&self, headers: &HeaderMap, body: Body) -> Operation {
+    pub async fn answer(&self, headers: &HeaderMap, body: impl RequestBody) -> Operation {
         let started = Instant::now();
         // Over the cap, a call is refused before anything of it is read: waiting
         // in a queue would only make Commerce's add-to-cart wait longer, and every
@@ -113,7 +120,12 @@ impl CheckStock {
     /// token cannot make the service read (and buffer) a byte of its body. The
     /// rest, the body included, runs under the deadline counted from the call's
     /// arrival, so that a body trickled in slowly is cut like a slow back-office.
-    async fn check(&self, headers: &HeaderMap, body: Body, started: Instant) -> Outcome {
+    async fn check(
+        &self,
+        headers: &HeaderMap,
+        body: impl RequestBody,
+        started: Instant,
+    ) -> Outcome {
         if let Err(error) = self.auth.verify_token(headers) {
             return Outcome::Unauthorized(error);
         }
@@ -125,7 +137,7 @@ impl CheckStock {
             .unwrap_or(Outcome::DeadlineExceeded)
     }
 
-    async fn decide(&self, headers: &HeaderMap, body: Body) -> Outcome {
+    async fn decide(&self, headers: &HeaderMap, body: impl RequestBody) -> Outcome {
         let body = match read_body(body, self.limits.max_body_bytes).await {
             Ok(body) => body,
             Err(error) => return Outcome::Rejected(error),
@@ -290,8 +302,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), RequestError> {
 /// `limit`: it starts at the announced length (if within the limit) and doubles up
 /// to the limit, so a body sent in many small chunks costs its size, not a buffer
 /// per chunk.
-async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, RequestError> {
-    use axum::body::HttpBody as _;
+async fn read_body(mut body: impl RequestBody, limit: usize) -> Result<Bytes, RequestError> {
     let announced = body.size_hint().lower();
     if announced > limit as u64 {
         return Err(RequestError::BodyTooLarge(limit));
@@ -299,7 +310,7 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, RequestError> 
     let mut first: Option<Bytes> = None;
     let mut buffer = Vec::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(RequestError::BodyUnreadable)?;
+        let frame = frame.map_err(|error| RequestError::BodyUnreadable(axum::Error::new(error)))?;
         let Ok(data) = frame.into_data() else {
             continue; // trailers carry nothing check-stock reads
         };
@@ -332,6 +343,7 @@ fn grown_capacity(current: usize, needed: usize, limit: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::Body;
     use futures_core::Stream;
     use std::pin::Pin;
     use std::task::{Context, Poll};

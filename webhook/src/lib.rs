@@ -21,7 +21,9 @@
 //! * [`stock`]: where stock levels come from ([`stock::StockSource`], the
 //!   back-office, inventory files) and the comparison with the cart.
 //! * `check_stock`: one call, from raw request to Commerce operation.
-//! * [`server`]: the routes and the graceful shutdown.
+//! * `routes`: what each request goes to: the webhook path straight to
+//!   `check_stock`, the operational paths through an axum router.
+//! * [`server`]: connections, their limits, and the graceful shutdown.
 //! * [`config`]: [`config::Config`], the checked configuration built from
 //!   [`contract::Args`] in one place.
 //! * [`startup`]: from a `Config` to the state the server runs with.
@@ -51,6 +53,8 @@ pub(crate) mod metrics;
 pub mod operation;
 #[cfg(feature = "server")]
 pub mod payload;
+#[cfg(feature = "server")]
+pub(crate) mod routes;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]

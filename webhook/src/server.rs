@@ -1,6 +1,6 @@
-//! The HTTP surface: the webhook route, health, readiness, metrics, the limits
-//! that keep slow or many clients from exhausting the process, and a graceful
-//! shutdown that Kubernetes can rely on.
+//! Serving connections: the limits that keep slow or many clients from exhausting
+//! the process, and a graceful shutdown that Kubernetes can rely on. What each
+//! request goes to is [`routes`](crate::routes).
 //!
 //! Connections are served by hyper directly (not `axum::serve`), so that each one
 //! can be watched for requests that never come (see [`idle`]).
@@ -9,38 +9,20 @@ use std::future::Future;
 use std::io;
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Json, Response};
-use axum::routing::{get, post};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::check_stock::CheckStock;
-use crate::contract::{HEALTH_PATH, METRICS_PATH, READY_PATH};
 use crate::idle::{self, Watched};
-use crate::metrics::Metrics;
-use crate::operation::Operation;
-use crate::ops::OPENMETRICS_CONTENT_TYPE;
+use crate::routes::Routes;
 
-/// Everything the routes share.
-pub struct AppState {
-    pub check_stock: CheckStock,
-    pub metrics: Metrics,
-    /// False from the moment shutdown starts, so that `/readyz` takes the pod out of
-    /// the Service before the listener closes.
-    pub ready: AtomicBool,
-    /// Also not ready while the stock source is stale.
-    pub stale_not_ready: bool,
-}
+/// What the routes share; built by [`startup::app_state`](crate::startup::app_state).
+pub use crate::routes::AppState;
 
 /// What bounds the connections, whatever their requests.
 #[derive(Debug, Clone, Copy)]
@@ -64,57 +46,6 @@ pub struct ShutdownPolicy {
     pub drain: Duration,
     /// Then give in-flight requests this long to finish.
     pub timeout: Duration,
-}
-
-pub fn router(state: Arc<AppState>, webhook_path: &str) -> Router {
-    Router::new()
-        .route(webhook_path, post(check_stock))
-        .route(HEALTH_PATH, get(|| async { "ok" }))
-        .route(READY_PATH, get(readyz))
-        .route(METRICS_PATH, get(metrics))
-        .with_state(state)
-}
-
-/// `Operation::Success` as serialised, sent as a static body: the most common answer
-/// then costs no serialisation and no buffer.
-const SUCCESS_BODY: &str = r#"{"op":"success"}"#;
-
-/// Takes the request whole: the `HeaderMap` extractor would clone the headers.
-async fn check_stock(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    match state.check_stock.answer(&parts.headers, body).await {
-        Operation::Success => (
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            SUCCESS_BODY,
-        )
-            .into_response(),
-        other => Json(other).into_response(),
-    }
-}
-
-async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, &'static str) {
-    if !state.ready.load(Ordering::Relaxed) {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down")
-    } else if state.stale_not_ready && state.check_stock.source().stale() {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "stale: the stock source could not be refreshed",
-        )
-    } else {
-        (StatusCode::OK, "ready")
-    }
-}
-
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let content_type = HeaderValue::from_static(OPENMETRICS_CONTENT_TYPE);
-    (
-        [(header::CONTENT_TYPE, content_type)],
-        state.metrics.render(),
-    )
-        .into_response()
 }
 
 /// Serves until `shutdown` completes, then: not-ready, drain, close the listener,
@@ -141,7 +72,7 @@ pub async fn serve(
             tracing::info!("listener closed, finishing in-flight requests");
         }
     };
-    let service = TowerToHyperService::new(router(state, webhook_path));
+    let service = Routes::new(state, webhook_path);
     let mut http = http1::Builder::new();
     http.max_buf_size(MAX_HEAD_BYTES);
     let connections = Arc::new(Semaphore::new(
@@ -207,17 +138,4 @@ fn is_connection_error(error: &io::Error) -> bool {
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::ConnectionReset
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_static_success_body_is_the_serialised_operation() {
-        assert_eq!(
-            serde_json::to_string(&Operation::Success).unwrap(),
-            SUCCESS_BODY
-        );
-    }
 }

@@ -446,6 +446,34 @@ async fn health_readiness_and_metrics() {
     );
 }
 
+/// The webhook path is answered outside the router: the other methods on it, other
+/// paths and a query string must still get what a router would give.
+#[tokio::test]
+async fn only_a_post_to_the_webhook_path_is_a_call() {
+    let service = Service::start(&["--webhook-path", "/hooks/stock"]).await;
+    let webhook = service.url("/hooks/stock");
+    let refused = service.client.get(&webhook).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(refused.headers()["allow"], "POST");
+    let put = service.client.put(&webhook).send().await.unwrap();
+    assert_eq!(put.status(), StatusCode::METHOD_NOT_ALLOWED);
+    for path in ["/webhook/check-stock", "/hooks/stock/", "/hooks"] {
+        let response = service.client.post(service.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+    let answer = service
+        .client
+        .post(format!("{webhook}?store=default"))
+        .header("content-type", "application/json")
+        .body(cart(json!([{"sku": "MS-01", "qty": 1}])).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.headers()["content-type"], "application/json");
+    assert_eq!(answer.text().await.unwrap(), r#"{"op":"success"}"#);
+}
+
 #[tokio::test]
 async fn graceful_shutdown_finishes_requests_in_flight() {
     let stub = BackOfficeStub::start(Behaviour::Stock(
