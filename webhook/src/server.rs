@@ -1,6 +1,6 @@
 //! Serving connections: the limits that keep slow or many clients from exhausting
 //! the process, and a graceful shutdown that Kubernetes can rely on. What each
-//! request goes to is [`routes`](crate::routes).
+//! request goes to is `routes`.
 //!
 //! Connections are served by hyper directly (not `axum::serve`), so that each one
 //! can be watched for requests that never come (see [`idle`]).

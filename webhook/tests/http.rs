@@ -7,7 +7,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use common::{BackOfficeStub, Behaviour, Service, cart, exception, success};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use rsa::pkcs1v15::SigningKey;
 use rsa::pkcs8::{EncodePublicKey, LineEnding};
 use rsa::signature::{SignatureEncoding, Signer};
@@ -455,8 +455,17 @@ async fn only_a_post_to_the_webhook_path_is_a_call() {
     let refused = service.client.get(&webhook).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(refused.headers()["allow"], "POST");
-    let put = service.client.put(&webhook).send().await.unwrap();
-    assert_eq!(put.status(), StatusCode::METHOD_NOT_ALLOWED);
+    for method in [Method::PUT, Method::HEAD, Method::OPTIONS] {
+        let refused = service
+            .client
+            .request(method.clone(), &webhook)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        assert_eq!(refused.headers()["allow"], "POST", "{method}");
+        assert!(refused.bytes().await.unwrap().is_empty(), "{method}");
+    }
     for path in ["/webhook/check-stock", "/hooks/stock/", "/hooks"] {
         let response = service.client.post(service.url(path)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
