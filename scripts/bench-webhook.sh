@@ -2,7 +2,9 @@
 # Loads the check-stock webhook and a bare axum baseline in the same run, on
 # loopback, alternating them round by round so both see the same machine state.
 #
-#   scripts/bench-webhook.sh [ROUNDS] [SECONDS]      (default 3 rounds of 10 s)
+#   scripts/bench-webhook.sh [ROUNDS] [SECONDS]      (default 9 rounds of 10 s: with wrk
+#                                                    sharing the cores, a round moves by
+#                                                    ±10%, so fewer rounds disagree)
 #
 # Two payloads: the starter kit's cart (bench/check-stock.lua) and a real add-to-cart
 # default event of ~3 KB (bench/add-to-cart.lua), each also sent to the baseline so
@@ -11,7 +13,7 @@
 # connection, peak RSS of the webhook, and the back-office path against a loopback stub.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=${1:-3}
+rounds=${1:-9}
 seconds=${2:-10}
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 
