@@ -23,6 +23,7 @@
 //! * `check_stock`: one call, from raw request to Commerce operation.
 //! * `routes`: what each request goes to: the webhook path straight to
 //!   `check_stock`, the operational paths through an axum router.
+//! * `idle`: closing connections that stop making calls, one check per connection.
 //! * [`server`]: connections, their limits, and the graceful shutdown.
 //! * [`config`]: [`config::Config`], the checked configuration built from
 //!   [`contract::Args`] in one place.
