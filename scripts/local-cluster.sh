@@ -14,6 +14,8 @@
 #   scripts/local-cluster.sh tools    only install/build the cached binaries
 #   scripts/local-cluster.sh engine   start the Docker engine (with the runtime wrapper
 #                                     this VM needs) if none runs; leave it running
+#   scripts/local-cluster.sh diagnose the node's state and last errors (test.sh prints it
+#                                     when a test fails)
 #
 # Environment:
 #   CWO_CLUSTER_NAME      several clusters side by side, each on its own ports (default: default)
@@ -35,6 +37,7 @@ STATE_DIR=${TMPDIR:-/tmp}/cwo-cluster-$CLUSTER_NAME
 WITH_NODE=${CWO_NODE:-1}
 # Which cluster holds the machine's one node (see CWO_NODE).
 NODE_OWNER_FILE=${TMPDIR:-/tmp}/cwo-node.owner
+NODE_NAME=cwo-node
 PAUSE_IMAGE=cwo.local/pause:3.2
 RUNTIME_NAME=cwo-runc
 # The client that speaks to Debian's engine and has BuildKit built in (a newer
@@ -519,7 +522,7 @@ cmd_up() {
 }
 
 start_node() {
-  local kubeconfig=$1 address=$2 services=$3 node=cwo-node
+  local kubeconfig=$1 address=$2 services=$3 node=$NODE_NAME
   start_background scheduler "$K8S_BIN/kube-scheduler" --kubeconfig "$kubeconfig" \
     --leader-elect=false --port 0 --secure-port 0
   local proxy_health proxy_metrics kubelet_port
@@ -533,7 +536,10 @@ start_node() {
   # Flags for a node on a VM: no swap check, Docker's cgroupfs driver, no QoS cgroup
   # tree, the apiserver as the only client (certificate from our CA), a short sync so
   # mounted ConfigMaps follow their source within seconds, and no image GC (nothing
-  # can be pulled back).
+  # can be pulled back). Eviction thresholds are absolute: the defaults (15% of the
+  # image filesystem free, 10% of the node's) on a large disk shared with other
+  # machines taint the node with disk-pressure, and so refuse every pod, while tens
+  # of GiB are still free.
   start_background kubelet "$K8S_BIN/kubelet" --kubeconfig "$kubeconfig" \
     --hostname-override "$node" --node-ip "$address" --address "$address" --port "$kubelet_port" \
     --read-only-port 0 --healthz-port 0 \
@@ -544,7 +550,8 @@ start_node() {
     --fail-swap-on=false --cgroup-driver cgroupfs --cgroups-per-qos=false --enforce-node-allocatable= \
     --anonymous-auth=false --client-ca-file "$STATE_DIR/pki/ca.crt" --authorization-mode AlwaysAllow \
     --sync-frequency 5s --image-gc-high-threshold 100 --image-gc-low-threshold 99 \
-    --serialize-image-pulls=false
+    --serialize-image-pulls=false \
+    --eviction-hard 'memory.available<100Mi,nodefs.available<1Gi,imagefs.available<1Gi,nodefs.inodesFree<5%'
   local ready=
   for _ in $(seq 1 300); do
     ready=$("$TOOLS_BIN/kubectl" --kubeconfig "$kubeconfig" get node "$node" \
@@ -584,6 +591,29 @@ cmd_status() {
   fi
 }
 
+# What a failed test run says about the node, for a machine nobody can log in to:
+# the processes, the engine's runtime, the images, and the last errors of the kubelet
+# and the engine (their logs go with `down`).
+cmd_diagnose() {
+  [ -d "$STATE_DIR/logs" ] || { echo "diagnose: no cluster '$CLUSTER_NAME' is up"; return 0; }
+  echo "== diagnose: cluster '$CLUSTER_NAME'"
+  cmd_status || true
+  [ -f "$STATE_DIR/node" ] || return 0
+  echo "node: $("$TOOLS_BIN/kubectl" --kubeconfig "$STATE_DIR/kubeconfig" get node "$NODE_NAME" \
+    -o jsonpath='{range .status.conditions[*]}{.type}={.status} {end}taints: {range .spec.taints[*]}{.key} {end}' 2>&1 | head -n 1)"
+  echo "disk: $(df -h --output=avail,size,target "$STATE_DIR" | tail -n 1)"
+  echo "engine default runtime: $("$DOCKER" info --format '{{.DefaultRuntime}}' 2>&1 | head -n 1)"
+  echo "images: $("$DOCKER" images --format '{{.Repository}}:{{.Tag}}' 2>&1 | tr '\n' ' ')"
+  echo "pod containers: $("$DOCKER" ps -a --filter label=io.kubernetes.docker.type --format '{{.Names}} {{.Status}}' 2>&1 | head -n 10 | tr '\n' ';')"
+  echo "-- kubelet errors (last 25 of $(grep -cE '^E[0-9]{4}' "$STATE_DIR/logs/kubelet.log" || true))"
+  { grep -E '^E[0-9]{4}' "$STATE_DIR/logs/kubelet.log" || true; } | tail -n 25 | cut -c 1-400
+  local engine_log=${TMPDIR:-/tmp}/cwo-dockerd.log
+  if [ -f "$STATE_DIR/pids/dockerd" ] && [ -f "$engine_log" ]; then
+    echo "-- engine errors (last 10)"
+    { grep -E 'level=(error|fatal)' "$engine_log" || true; } | tail -n 10 | cut -c 1-400
+  fi
+}
+
 cmd_down() {
   if [ "${USE_EXISTING_CLUSTER:-}" = 1 ]; then say "existing cluster left untouched"; return 0; fi
   stop_started_processes
@@ -598,5 +628,6 @@ case "${1:-}" in
   status) cmd_status ;;
   tools) resolve_binaries ;;
   engine) cmd_engine ;;
-  *) echo "usage: $0 up|down|env|status|tools|engine" >&2; exit 2 ;;
+  diagnose) cmd_diagnose ;;
+  *) echo "usage: $0 up|down|env|status|tools|engine|diagnose" >&2; exit 2 ;;
 esac

@@ -27,4 +27,8 @@ echo "test.sh: cluster ready ($(bash "$cluster" status | head -n 1))"
 
 # The chart tests need helm and kubectl on PATH; `env` put them there.
 cargo build --workspace --bins
-cargo test --workspace --no-fail-fast "$@"
+status=0
+cargo test --workspace --no-fail-fast "$@" || status=$?
+# A failure on a machine nobody can log in to (CI) must still say what the node did.
+[ "$status" -eq 0 ] || bash "$cluster" diagnose >&2 || true
+exit "$status"

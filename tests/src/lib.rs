@@ -13,7 +13,7 @@ use commerce_webhook_operator::controller::{self, Scope};
 use commerce_webhook_operator::metrics::Metrics;
 use commerce_webhook_operator::reconciler::Context;
 use commerce_webhook_operator::resource::CommerceWebhook;
-use k8s_openapi::api::core::v1::{Endpoints, Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Event, Namespace, Pod, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Recorder, Reporter};
@@ -236,7 +236,18 @@ impl Drop for Operator {
 }
 
 /// Polls `check` until it yields a value, panicking with `what` after `timeout`.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    poll_until(timeout, check)
+        .await
+        .unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
+}
+
+/// Polls `check` until it yields a value; `None` once `timeout` has passed.
+async fn poll_until<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -244,10 +255,10 @@ where
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Some(value) = check().await {
-            return value;
+            return Some(value);
         }
         if tokio::time::Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
+            return None;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -256,7 +267,7 @@ where
 /// The reasons of the Events in the namespace about objects of `kind` (any kind
 /// when `None`).
 pub async fn event_reasons(ns: &TestNamespace, kind: Option<&str>) -> Vec<String> {
-    ns.api::<k8s_openapi::api::core::v1::Event>()
+    ns.api::<Event>()
         .list(&ListParams::default())
         .await
         .unwrap_or_else(|e| panic!("listing events: {e}"))
@@ -272,7 +283,7 @@ pub async fn event_reasons(ns: &TestNamespace, kind: Option<&str>) -> Vec<String
 pub async fn ready_pods(ns: &TestNamespace, selector: &str, count: usize) -> Vec<String> {
     let pods = ns.api::<Pod>();
     let what = format!("{count} Ready pods {selector}");
-    wait_for(&what, POD_WAIT, || async {
+    wait_for_pods(ns, &what, || async {
         let list = pods
             .list(&ListParams::default().labels(selector))
             .await
@@ -286,6 +297,112 @@ pub async fn ready_pods(ns: &TestNamespace, selector: &str, count: usize) -> Vec
         (ready.len() == count && list.items.len() == count).then_some(ready)
     })
     .await
+}
+
+/// [`wait_for`] something the node's pods do, for up to [`POD_WAIT`]. A timeout
+/// panics with what the node did with the namespace's pods ([`describe_pods`]), so a
+/// failure on a machine nobody can log in to still says why.
+pub async fn wait_for_pods<T, F, Fut>(ns: &TestNamespace, what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    match poll_until(POD_WAIT, check).await {
+        Some(value) => value,
+        None => panic!(
+            "timed out after {POD_WAIT:?} waiting for {what}\n{}",
+            describe_pods(ns).await
+        ),
+    }
+}
+
+/// What the node did with the namespace's pods, for a test that waited in vain: each
+/// pod's phase and containers, and the namespace's Warning events (image missing,
+/// sandbox refused, probe failing...).
+pub async fn describe_pods(ns: &TestNamespace) -> String {
+    let mut text = String::new();
+    match ns.api::<Pod>().list(&ListParams::default()).await {
+        Ok(list) if list.items.is_empty() => text.push_str("no pods in the namespace\n"),
+        Ok(list) => {
+            for pod in &list.items {
+                text.push_str(&describe_pod(pod));
+            }
+        }
+        Err(e) => text.push_str(&format!("listing pods: {e}\n")),
+    }
+    match ns
+        .api::<k8s_openapi::api::core::v1::Event>()
+        .list(&ListParams::default())
+        .await
+    {
+        Ok(events) => {
+            for event in events
+                .items
+                .iter()
+                .filter(|e| e.type_.as_deref() == Some("Warning"))
+            {
+                text.push_str(&format!(
+                    "event {}/{}: {} x{}: {}\n",
+                    event.involved_object.kind.as_deref().unwrap_or("?"),
+                    event.involved_object.name.as_deref().unwrap_or("?"),
+                    event.reason.as_deref().unwrap_or("?"),
+                    event.count.unwrap_or(1),
+                    event.message.as_deref().unwrap_or("")
+                ));
+            }
+        }
+        Err(e) => text.push_str(&format!("listing events: {e}\n")),
+    }
+    text
+}
+
+fn describe_pod(pod: &Pod) -> String {
+    let status = pod.status.clone().unwrap_or_default();
+    let mut text = format!(
+        "pod {}: phase {}, node {}{}\n",
+        pod.name_any(),
+        status.phase.as_deref().unwrap_or("?"),
+        pod.spec
+            .as_ref()
+            .and_then(|spec| spec.node_name.as_deref())
+            .unwrap_or("none"),
+        status.message.map(|m| format!(", {m}")).unwrap_or_default()
+    );
+    for condition in status.conditions.unwrap_or_default() {
+        if condition.status != "True" {
+            text.push_str(&format!(
+                "  condition {}={} {} {}\n",
+                condition.type_,
+                condition.status,
+                condition.reason.unwrap_or_default(),
+                condition.message.unwrap_or_default()
+            ));
+        }
+    }
+    for container in status.container_statuses.unwrap_or_default() {
+        let state = container.state.unwrap_or_default();
+        let now = if let Some(waiting) = state.waiting {
+            format!(
+                "waiting {} {}",
+                waiting.reason.unwrap_or_default(),
+                waiting.message.unwrap_or_default()
+            )
+        } else if let Some(done) = state.terminated {
+            format!(
+                "terminated exit {} {} {}",
+                done.exit_code,
+                done.reason.unwrap_or_default(),
+                done.message.unwrap_or_default()
+            )
+        } else {
+            "running".to_owned()
+        };
+        text.push_str(&format!(
+            "  container {}: {now}, ready {}, restarts {}\n",
+            container.name, container.ready, container.restart_count
+        ));
+    }
+    text
 }
 
 /// How long a pod may take to be scheduled, started and probed Ready.
@@ -584,4 +701,52 @@ pub fn operator_command(namespace: &str) -> std::process::Command {
         .env("WEBHOOK_IMAGE", WEBHOOK_IMAGE)
         .stdout(std::process::Stdio::null());
     command
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pod_is_described_by_what_keeps_it_from_running() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web-1"},
+            "spec": {"nodeName": "cwo-node", "containers": [{"name": "main"}]},
+            "status": {
+                "phase": "Pending",
+                "conditions": [
+                    {"type": "PodScheduled", "status": "True"},
+                    {"type": "Ready", "status": "False", "reason": "ContainersNotReady",
+                     "message": "containers with unready status: [main]"}
+                ],
+                "containerStatuses": [{
+                    "name": "main", "ready": false, "restartCount": 3, "image": "x", "imageID": "",
+                    "state": {"waiting": {"reason": "ErrImageNeverPull",
+                                          "message": "image is not present"}}
+                }]
+            }
+        }))
+        .expect("a pod");
+        let text = describe_pod(&pod);
+        assert!(
+            text.starts_with("pod web-1: phase Pending, node cwo-node\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "condition Ready=False ContainersNotReady containers with unready status: [main]"
+            ),
+            "{text}"
+        );
+        assert!(
+            !text.contains("PodScheduled"),
+            "only conditions not met: {text}"
+        );
+        assert!(
+            text.contains(
+                "container main: waiting ErrImageNeverPull image is not present, ready false, restarts 3"
+            ),
+            "{text}"
+        );
+    }
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use commerce_webhook_operator::resource::CommerceWebhook;
 use e2e::{
-    Commerce, POD_WAIT, TestNamespace, endpoint_addresses, event_reasons, ready_pods, repo_path,
-    restart_count, tool, wait_for,
+    Commerce, TestNamespace, describe_pods, endpoint_addresses, event_reasons, ready_pods,
+    repo_path, restart_count, tool, wait_for_pods,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -258,7 +258,9 @@ async fn helm_install_runs_the_operator_pod_and_serves_commerce() {
     if crds.get_opt(CRD_NAME).await.unwrap().is_some() {
         install.push("--skip-crds");
     }
-    tool("helm", &install).unwrap();
+    if let Err(error) = tool("helm", &install) {
+        panic!("{error}\n{}", describe_pods(&ns).await);
+    }
     let operator_selector = format!(
         "app.kubernetes.io/name=commerce-webhook-operator,app.kubernetes.io/instance={release}"
     );
@@ -267,9 +269,9 @@ async fn helm_install_runs_the_operator_pod_and_serves_commerce() {
     let example = repo_path("examples/check-stock.yaml").display().to_string();
     tool("kubectl", &["apply", "-n", &ns.name, "-f", &example]).unwrap();
     let cwhs = ns.api::<CommerceWebhook>();
-    let status = wait_for(
+    let status = wait_for_pods(
+        &ns,
         "Ready=True from the webhook pod's readiness",
-        POD_WAIT,
         || async {
             let status = cwhs.get("check-stock").await.ok()?.status?;
             (status.conditions.first()?.status == "True").then_some(status)
@@ -342,7 +344,7 @@ async fn helm_install_runs_the_operator_pod_and_serves_commerce() {
     };
     set_enabled(false).await;
     let pods = ns.api::<Pod>();
-    wait_for("the webhook pods to be gone", POD_WAIT, || async {
+    wait_for_pods(&ns, "the webhook pods to be gone", || async {
         let list = pods
             .list(&ListParams::default().labels(WEBHOOK_SELECTOR))
             .await
@@ -381,19 +383,15 @@ async fn helm_install_runs_the_operator_pod_and_serves_commerce() {
     assert_ne!(second_operator, first_operator);
     let leases = ns.api::<Lease>();
     let lease_name = format!("{release}-commerce-webhook-operator");
-    wait_for(
-        "the new operator pod to hold the Lease",
-        POD_WAIT,
-        || async {
-            let holder = leases
-                .get_opt(&lease_name)
-                .await
-                .ok()??
-                .spec?
-                .holder_identity?;
-            (holder == second_operator).then_some(())
-        },
-    )
+    wait_for_pods(&ns, "the new operator pod to hold the Lease", || async {
+        let holder = leases
+            .get_opt(&lease_name)
+            .await
+            .ok()??
+            .spec?
+            .holder_identity?;
+        (holder == second_operator).then_some(())
+    })
     .await;
     let commerce = Commerce::to_service(&ns, "check-stock", "/webhook/check-stock").await;
     commerce

@@ -7,8 +7,8 @@ use commerce_webhook_operator::children::CONFIG_HASH_ANNOTATION;
 use commerce_webhook_operator::leader::LeaseLock;
 use commerce_webhook_operator::resource::CommerceWebhook;
 use e2e::{
-    Operator, POD_WAIT, TestNamespace, event_reasons, install_crd, namespace_with_operator,
-    wait_for,
+    Operator, TestNamespace, event_reasons, install_crd, namespace_with_operator, wait_for,
+    wait_for_pods,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Secret, Service};
@@ -122,7 +122,7 @@ fn config_hash(deployment: &Deployment) -> String {
 /// operator reports it: Ready=True.
 async fn wait_until_ready(ns: &TestNamespace) -> CommerceWebhook {
     let api = ns.api::<CommerceWebhook>();
-    wait_for("Ready=True from the pods' readiness", POD_WAIT, || async {
+    wait_for_pods(ns, "Ready=True from the pods' readiness", || async {
         let cwh = api.get("check-stock").await.ok()?;
         let ready = ready_condition(&cwh)?;
         (ready.status == "True").then_some(cwh.clone())

@@ -15,8 +15,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use commerce_webhook_operator::resource::CommerceWebhook;
 use e2e::{
-    CallStream, Commerce, POD_WAIT, endpoint_addresses, host_address, namespace_with_operator,
-    ready_pods, tool, wait_for,
+    CallStream, Commerce, endpoint_addresses, host_address, namespace_with_operator, ready_pods,
+    tool, wait_for_pods,
 };
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -50,7 +50,7 @@ spec:
     .await
     .unwrap();
     let before = ready_pods(&ns, &selector("stream"), 2).await;
-    wait_for("2 endpoints", POD_WAIT, || async {
+    wait_for_pods(&ns, "2 endpoints", || async {
         (endpoint_addresses(&ns, "stream").await == 2).then_some(())
     })
     .await;
@@ -69,7 +69,7 @@ spec:
         .patch("erp", &PatchParams::default(), &Patch::Merge(&changed))
         .await
         .unwrap();
-    let rolled = wait_for("2 new Ready pods replacing the old", POD_WAIT, || async {
+    let rolled = wait_for_pods(&ns, "2 new Ready pods replacing the old", || async {
         let now = ready_pods(&ns, &selector("stream"), 2).await;
         now.iter().all(|pod| !before.contains(pod)).then_some(now)
     })
@@ -81,7 +81,7 @@ spec:
         .delete(&rolled[0], &DeleteParams::default())
         .await
         .unwrap();
-    wait_for("a replacement for the deleted pod", POD_WAIT, || async {
+    wait_for_pods(&ns, "a replacement for the deleted pod", || async {
         let now = ready_pods(&ns, &selector("stream"), 2).await;
         (!now.contains(&rolled[0])).then_some(())
     })
@@ -227,7 +227,7 @@ async fn every_option_the_crd_offers_reaches_a_serving_pod() {
             .with_header("authorization", "Bearer hook-token");
         let signed = |body: &str| key.sign(body);
         let in_stock = signed(IN_STOCK);
-        let answer = wait_for("a signed call to be served", POD_WAIT, || async {
+        let answer = wait_for_pods(&ns, "a signed call to be served", || async {
             let headers = [("x-adobe-commerce-webhook-signature", in_stock.as_str())];
             commerce.call_with(IN_STOCK, &headers).await.ok()
         })
