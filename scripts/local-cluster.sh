@@ -592,8 +592,9 @@ cmd_status() {
 }
 
 # What a failed test run says about the node, for a machine nobody can log in to:
-# the processes, the engine's runtime, the images, and the last errors of the kubelet
-# and the engine (their logs go with `down`).
+# the processes, the node's conditions and taints, the free disk, the engine's
+# runtime, images and pod containers, and the last errors of the kubelet and the
+# engine (their logs go with `down`).
 cmd_diagnose() {
   [ -d "$STATE_DIR/logs" ] || { echo "diagnose: no cluster '$CLUSTER_NAME' is up"; return 0; }
   echo "== diagnose: cluster '$CLUSTER_NAME'"

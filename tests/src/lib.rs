@@ -330,11 +330,7 @@ pub async fn describe_pods(ns: &TestNamespace) -> String {
         }
         Err(e) => text.push_str(&format!("listing pods: {e}\n")),
     }
-    match ns
-        .api::<k8s_openapi::api::core::v1::Event>()
-        .list(&ListParams::default())
-        .await
-    {
+    match ns.api::<Event>().list(&ListParams::default()).await {
         Ok(events) => {
             for event in events
                 .items
