@@ -4,7 +4,12 @@
 # the workspace against it, and takes the cluster down again, also when tests fail.
 #
 #   scripts/test.sh                 all tests
-#   scripts/test.sh -p e2e          any extra arguments go to `cargo test`
+#   scripts/test.sh -p e2e          extra arguments go to `cargo test`
+#   scripts/test.sh -p e2e -- chart filters and flags after `--` go to the test binaries
+#
+# Plain `cargo test` needs no cluster: it runs the unit and loopback tests and skips
+# the tests marked `#[ignore = "needs a cluster: scripts/test.sh"]` (and
+# `"needs helm: ..."`), which this script runs with `--include-ignored`.
 #
 # With USE_EXISTING_CLUSTER=1 and KUBECONFIG set, the e2e tests use that cluster; its
 # nodes must be able to run the images scripts/build-images.sh tags (push them, or
@@ -27,8 +32,15 @@ echo "test.sh: cluster ready ($(bash "$cluster" status | head -n 1))"
 
 # The chart tests need helm and kubectl on PATH; `env` put them there.
 cargo build --workspace --bins
+# Cargo's arguments, then `--`, then the test binaries' (this script adds
+# --include-ignored to those, after any the caller gave behind their own `--`).
+cargo_args=() test_args=()
+while [ $# -gt 0 ]; do
+  if [ "$1" = -- ]; then shift; test_args=("$@"); break; fi
+  cargo_args+=("$1"); shift
+done
 status=0
-cargo test --workspace --no-fail-fast "$@" || status=$?
+cargo test --workspace --no-fail-fast "${cargo_args[@]}" -- --include-ignored "${test_args[@]}" || status=$?
 # A failure on a machine nobody can log in to (CI) must still say what the node did.
 [ "$status" -eq 0 ] || bash "$cluster" diagnose >&2 || true
 exit "$status"

@@ -33,6 +33,7 @@ fn template(sets: &[&str]) -> Result<String, String> {
 }
 
 #[test]
+#[ignore = "needs helm: scripts/test.sh"]
 fn lint_passes_for_default_and_non_default_values() {
     let chart = chart();
     tool("helm", &["lint", "--strict", &chart]).unwrap();
@@ -52,6 +53,7 @@ fn lint_passes_for_default_and_non_default_values() {
 }
 
 #[test]
+#[ignore = "needs helm: scripts/test.sh"]
 fn default_install_is_cluster_wide_with_least_privilege() {
     let out = template(&[]).unwrap();
     assert!(
@@ -91,6 +93,7 @@ fn default_install_is_cluster_wide_with_least_privilege() {
 }
 
 #[test]
+#[ignore = "needs helm: scripts/test.sh"]
 fn watch_namespace_replicas_and_extras_change_the_manifests() {
     let out = template(&[
         "watchNamespace=shop",
@@ -132,6 +135,7 @@ fn watch_namespace_replicas_and_extras_change_the_manifests() {
 /// The operator's children carry `blockOwnerDeletion: true`: clusters enforcing
 /// owner references (OpenShift) refuse it without update on the finalizers.
 #[test]
+#[ignore = "needs helm: scripts/test.sh"]
 fn the_operator_may_block_owner_deletion_and_scale_its_children() {
     for sets in [&[][..], &["watchNamespace=shop"][..]] {
         let out = template(sets).unwrap();
@@ -157,6 +161,7 @@ fn the_operator_may_block_owner_deletion_and_scale_its_children() {
 /// Namespace users bound to the built-in roles get CommerceWebhooks too:
 /// `edit` (and `admin`) may manage them, `view` may read them.
 #[test]
+#[ignore = "needs helm: scripts/test.sh"]
 fn namespace_edit_and_view_users_get_commerce_webhooks_by_aggregation() {
     let out = template(&[]).unwrap();
     let role = |label: &str| {
@@ -183,6 +188,7 @@ fn namespace_edit_and_view_users_get_commerce_webhooks_by_aggregation() {
 }
 
 #[test]
+#[ignore = "needs helm: scripts/test.sh"]
 fn without_leader_election_one_operator_is_replaced_not_rolled() {
     let out = template(&["leaderElection.enabled=false"]).unwrap();
     assert!(
@@ -199,6 +205,7 @@ fn without_leader_election_one_operator_is_replaced_not_rolled() {
 }
 
 #[test]
+#[ignore = "needs helm: scripts/test.sh"]
 fn the_values_schema_rejects_wrong_values_readably() {
     let cases = [
         ("replicaCount=0", "/replicaCount"),
@@ -235,6 +242,7 @@ fn is_success(answer: &serde_json::Value) -> bool {
 /// restores the workload; a deleted operator pod comes back, takes the Lease and
 /// repairs what changed while it was gone.
 #[tokio::test]
+#[ignore = "needs a cluster: scripts/test.sh"]
 async fn helm_install_runs_the_operator_pod_and_serves_commerce() {
     let ns = TestNamespace::new("helm").await;
     let release = format!("cwo-{}", &ns.name[ns.name.len() - 6..]);

@@ -48,6 +48,7 @@ spec:
 "#;
 
 #[tokio::test]
+#[ignore = "needs a cluster: scripts/test.sh"]
 async fn control_plane_runs_controllers_readiness_and_garbage_collection() {
     let ns = TestNamespace::new("smoke").await;
     let deployment: Deployment = ns

@@ -131,6 +131,7 @@ async fn wait_until_ready(ns: &TestNamespace) -> CommerceWebhook {
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster: scripts/test.sh"]
 async fn deploys_inputs_and_secret_references_and_reports_readiness() {
     let (ns, _operator) = namespace_with_operator("deploy").await;
     ns.apply_yaml::<Secret>(SECRET).await.unwrap();
@@ -237,6 +238,7 @@ async fn deploys_inputs_and_secret_references_and_reports_readiness() {
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster: scripts/test.sh"]
 async fn disabling_removes_the_workload_and_enabling_restores_it() {
     let (ns, _operator, _) = deployed("enable").await;
 
@@ -276,6 +278,7 @@ async fn disabling_removes_the_workload_and_enabling_restores_it() {
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster: scripts/test.sh"]
 async fn repairs_deleted_and_hand_edited_children() {
     let (ns, _operator, first) = deployed("repair").await;
 
@@ -312,6 +315,7 @@ async fn repairs_deleted_and_hand_edited_children() {
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster: scripts/test.sh"]
 async fn changing_a_referenced_secret_rolls_the_pods() {
     let (ns, _operator, first) = deployed("rollout").await;
     let before = config_hash(&first);
@@ -346,6 +350,7 @@ async fn changing_a_referenced_secret_rolls_the_pods() {
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster: scripts/test.sh"]
 async fn deleting_the_resource_garbage_collects_its_children() {
     let (ns, _operator, _) = deployed("delete").await;
     ns.api::<CommerceWebhook>()
@@ -356,6 +361,7 @@ async fn deleting_the_resource_garbage_collects_its_children() {
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster: scripts/test.sh"]
 async fn a_missing_secret_is_a_condition_until_it_appears() {
     let (ns, _operator) = namespace_with_operator("missing").await;
     ns.apply_yaml::<CommerceWebhook>(WEBHOOK).await.unwrap();
@@ -399,6 +405,7 @@ async fn a_missing_secret_is_a_condition_until_it_appears() {
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster: scripts/test.sh"]
 async fn a_spec_the_schema_cannot_check_is_reported_as_invalid() {
     let (ns, _operator) = namespace_with_operator("invalid").await;
     ns.apply_yaml::<CommerceWebhook>(
@@ -414,6 +421,7 @@ async fn a_spec_the_schema_cannot_check_is_reported_as_invalid() {
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster: scripts/test.sh"]
 async fn the_api_server_rejects_invalid_resources_with_readable_messages() {
     let ns = TestNamespace::new("schema").await;
     install_crd(&ns.client).await;
@@ -474,6 +482,7 @@ async fn the_api_server_rejects_invalid_resources_with_readable_messages() {
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster: scripts/test.sh"]
 async fn an_operator_restart_converges_and_a_resync_writes_nothing() {
     let (ns, operator, _) = deployed("restart").await;
     operator.stop().await;
@@ -532,6 +541,7 @@ async fn an_operator_restart_converges_and_a_resync_writes_nothing() {
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster: scripts/test.sh"]
 async fn only_one_replica_holds_the_lease() {
     let ns = TestNamespace::new("lease").await;
     let lease = |identity: &str| {
@@ -569,6 +579,7 @@ async fn only_one_replica_holds_the_lease() {
 /// A Deployment and a Service someone else made, named like the hook: the operator
 /// must not apply over them nor delete them, and says why it cannot deploy.
 #[tokio::test]
+#[ignore = "needs a cluster: scripts/test.sh"]
 async fn objects_it_does_not_own_are_never_overwritten_or_deleted() {
     let (ns, _operator) = namespace_with_operator("foreign").await;
     let theirs = ns
@@ -659,6 +670,7 @@ spec:
 /// disruption budget): `kubectl scale` survives the operator's next apply.
 /// Autoscaling creates an HPA; taking it out of the spec removes it again.
 #[tokio::test]
+#[ignore = "needs a cluster: scripts/test.sh"]
 async fn scaling_is_left_to_kubectl_and_an_hpa() {
     let (ns, _operator) = namespace_with_operator("scale").await;
     ns.apply_yaml::<Secret>(SECRET).await.unwrap();
@@ -756,6 +768,7 @@ async fn scaling_is_left_to_kubectl_and_an_hpa() {
 /// it finds its renew deadline gone, says so, and exits without touching the
 /// Lease or the resources the new leader now owns.
 #[tokio::test]
+#[ignore = "needs a cluster: scripts/test.sh"]
 async fn a_frozen_leader_loses_the_lease_and_stays_quiet_when_thawed() {
     use k8s_openapi::api::coordination::v1::Lease;
     use k8s_openapi::api::events::v1::Event as NewEvent;

@@ -30,6 +30,7 @@ fn selector(name: &str) -> String {
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster: scripts/test.sh"]
 async fn rolling_updates_and_deleted_pods_lose_no_call() {
     let (ns, _operator) = namespace_with_operator("rollout").await;
     ns.apply_yaml::<Secret>(
@@ -181,6 +182,7 @@ impl CommerceKey {
 }
 
 #[tokio::test]
+#[ignore = "needs a cluster: scripts/test.sh"]
 async fn every_option_the_crd_offers_reaches_a_serving_pod() {
     let (ns, _operator) = namespace_with_operator("options").await;
     let (back_office, back_office_calls) = start_back_office().await;
