@@ -1,5 +1,6 @@
 //! The `commerce-webhook` binary: arguments, logging, signals.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -68,8 +69,10 @@ async fn run(args: &Args) -> Result<(), RunError> {
 
 fn init_logging(args: &Args) -> Result<(), ConfigError> {
     let filter = EnvFilter::try_new(&args.log_level).map_err(ConfigError::LogLevel)?;
+    // Colours only on a terminal: `kubectl logs` and `docker logs` show plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match args.log_format {
         LogFormat::Json => builder.json().init(),
