@@ -90,7 +90,13 @@ fn type_of(schema: &Value) -> String {
 }
 
 fn constraints(schema: &Value) -> String {
-    let number = |key: &str| schema.get(key).map(|v| v.to_string());
+    // Integral bounds as integers (schemars writes `1.0`).
+    let number = |key: &str| {
+        schema.get(key).map(|v| match v.as_f64() {
+            Some(n) if n.fract() == 0.0 && n.abs() < 1e15 => format!("{}", n as i64),
+            _ => v.to_string(),
+        })
+    };
     let mut parts = Vec::new();
     if let Some(values) = schema.get("enum").and_then(Value::as_array) {
         let values: Vec<String> = values
