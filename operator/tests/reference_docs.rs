@@ -17,7 +17,8 @@ use kube::CustomResourceExt;
 use serde_json::Value;
 
 const BLESS: &str = "CWO_BLESS";
-const REGENERATE: &str = "CWO_BLESS=1 cargo test -p commerce-webhook-operator --test reference_docs";
+const REGENERATE: &str =
+    "CWO_BLESS=1 cargo test -p commerce-webhook-operator --test reference_docs";
 
 fn repo_path(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -81,7 +82,11 @@ fn type_of(schema: &Value) -> String {
     let kind = schema.get("type").and_then(Value::as_str).unwrap_or("any");
     match (kind, schema.get("format").and_then(Value::as_str)) {
         ("array", _) => format!("list of {}", type_of(&schema["items"])),
-        ("object", _) if schema.get("additionalProperties").is_some_and(Value::is_object) => {
+        ("object", _)
+            if schema
+                .get("additionalProperties")
+                .is_some_and(Value::is_object) =>
+        {
             format!("map of {}", type_of(&schema["additionalProperties"]))
         }
         (kind, Some(format)) => format!("{kind} ({format})"),
@@ -121,7 +126,10 @@ fn constraints(schema: &Value) -> String {
     if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
         parts.push(format!("matches {}", code(pattern)));
     }
-    if let Some(keys) = schema.get("x-kubernetes-list-map-keys").and_then(Value::as_array) {
+    if let Some(keys) = schema
+        .get("x-kubernetes-list-map-keys")
+        .and_then(Value::as_array)
+    {
         let keys: Vec<&str> = keys.iter().filter_map(Value::as_str).collect();
         parts.push(format!("unique by {}", keys.join(", ")));
     }
@@ -161,7 +169,10 @@ fn fields(path: &str, schema: &Value, required: bool, rows: &mut Vec<String>) {
             );
         }
     }
-    if let Some(items) = schema.get("items").filter(|i| i.get("properties").is_some()) {
+    if let Some(items) = schema
+        .get("items")
+        .filter(|i| i.get("properties").is_some())
+    {
         fields(&format!("{path}[]"), items, false, rows);
     }
 }
@@ -194,7 +205,11 @@ fn crd_page() -> String {
     .unwrap();
     writeln!(page, "## `kubectl get` columns\n").unwrap();
     writeln!(page, "| column | JSONPath | shown |\n|---|---|---|").unwrap();
-    for column in version["additionalPrinterColumns"].as_array().into_iter().flatten() {
+    for column in version["additionalPrinterColumns"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         let wide = column.get("priority").and_then(Value::as_i64).unwrap_or(0) > 0;
         writeln!(
             page,

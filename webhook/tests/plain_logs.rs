@@ -25,7 +25,10 @@ fn stderr_of_a_failing_start(log_format: &str) -> String {
         .stderr(Stdio::piped())
         .output()
         .expect("run commerce-webhook");
-    assert!(!output.status.success(), "a missing inventory must stop start-up");
+    assert!(
+        !output.status.success(),
+        "a missing inventory must stop start-up"
+    );
     let stderr = output.stderr;
     assert!(
         !stderr.contains(&ESC),
@@ -42,17 +45,24 @@ fn text_logs_off_a_terminal_have_no_colour_codes() {
     let logged = stderr
         .lines()
         .find(|line| line.contains("ERROR") && line.contains("missing-inventory.yaml"));
-    assert!(logged.is_some(), "no ERROR line logged through tracing: {stderr}");
+    assert!(
+        logged.is_some(),
+        "no ERROR line logged through tracing: {stderr}"
+    );
 }
 
 #[test]
 fn json_logs_stay_one_object_per_line() {
     let stderr = stderr_of_a_failing_start("json");
-    let logged: Vec<&str> = stderr.lines().filter(|line| line.starts_with('{')).collect();
+    let logged: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with('{'))
+        .collect();
     assert!(
         logged
             .iter()
-            .any(|line| line.contains("\"level\":\"ERROR\"") && line.contains("missing-inventory.yaml")),
+            .any(|line| line.contains("\"level\":\"ERROR\"")
+                && line.contains("missing-inventory.yaml")),
         "no JSON ERROR line: {stderr}"
     );
 }
