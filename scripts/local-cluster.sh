@@ -150,8 +150,12 @@ build_kubernetes() {
   ln -sfn ../../.. "$tree/.go/src/k8s.io/kubernetes"
   local what=() bin
   for bin in $K8S_COMPONENTS; do what+=("cmd/$bin"); done
-  say "building $K8S_COMPONENTS (about 8 minutes on 2 cores; log: $work/build.log)"
-  (cd "$tree/.go/src/k8s.io/kubernetes" && GOPATH=$tree/.go CGO_ENABLED=0 GOFLAGS= \
+  say "building $K8S_COMPONENTS (about 8 minutes on 2 idle cores; log: $work/build.log)"
+  # KUBE_STATIC_OVERRIDES: the kubelet is the one component Kubernetes' build links
+  # with cgo, so it gets a second `go install` after the other four; with cgo off it
+  # is static like them, and one `go install` compiles and links all five together.
+  # (Kubernetes' build already strips: -ldflags "-s -w".)
+  (cd "$tree/.go/src/k8s.io/kubernetes" && GOPATH=$tree/.go CGO_ENABLED=0 GOFLAGS= KUBE_STATIC_OVERRIDES=kubelet \
     make WHAT="${what[*]}" >"$work/build.log" 2>&1) \
     || { tail -n 30 "$work/build.log" >&2; die "building kubernetes failed (full log: $work/build.log)"; }
   mkdir -p "$K8S_BIN"
