@@ -396,7 +396,8 @@ ensure_pause_image() {
   "$DOCKER" image inspect "$PAUSE_IMAGE" >/dev/null 2>&1 && return 0
   local dir
   dir=$(mktemp -d)
-  cp "$K8S_BIN/pause" "$dir/pause"
+  # 0755 whatever the umask: the sandbox runs as the pod's user (65532 for ours).
+  install -m 0755 "$K8S_BIN/pause" "$dir/pause"
   tar -C "$dir" -cf - pause | "$DOCKER" import --change 'ENTRYPOINT ["/pause"]' - "$PAUSE_IMAGE" >/dev/null
   rm -rf "$dir"
   say "imported $PAUSE_IMAGE"
