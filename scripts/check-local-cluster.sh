@@ -74,7 +74,7 @@ admin=$(curl -s --max-time 5 --cacert "$state/pki/etcd-ca.crt" --cert "$state/pk
 planted=$(curl -s --max-time 5 --cacert "$state/pki/etcd-ca.crt" --cert "$state/pki/apiserver-etcd-client.crt" \
   --key "$state/pki/apiserver-etcd-client.key" "https://127.0.0.1:$port/v3/kv/range" -d "${put%,*}}")
 [[ "$planted" != *'"kvs"'* ]] || fail "the plain-http write landed: $planted"
-say "ok: etcd refuses plain http (it answered: ${plain:0:60}) and certificate-less TLS, answers the apiserver's certificate ($endpoint)"
+say "ok: etcd refuses plain http (answer: ${plain:-empty}) and certificate-less TLS, answers the apiserver's certificate ($endpoint)"
 
 # 4. down and pid files.
 sleep 600 &
