@@ -14,12 +14,12 @@ use tracing_subscriber::EnvFilter;
 
 use commerce_webhook::ops::shutdown_signal;
 use commerce_webhook_operator::children::{Defaults, PdbApi};
+use commerce_webhook_operator::commerce_config;
 use commerce_webhook_operator::controller::{self, Scope};
 use commerce_webhook_operator::leader::{self, LeaseLock};
 use commerce_webhook_operator::metrics::{self, Metrics};
 use commerce_webhook_operator::reconciler::Context;
 use commerce_webhook_operator::resource::{self, CommerceWebhook};
-use commerce_webhook_operator::commerce_config;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -189,7 +189,10 @@ async fn commerce_config(
 }
 
 async fn run(args: RunArgs) -> Result<(), MainError> {
-    let webhook_image = args.webhook_image.clone().ok_or(MainError::NoWebhookImage)?;
+    let webhook_image = args
+        .webhook_image
+        .clone()
+        .ok_or(MainError::NoWebhookImage)?;
     let client = Client::try_default().await.map_err(MainError::Client)?;
     let metrics = Metrics::default();
     let (stop, stopped) = watch::channel(false);

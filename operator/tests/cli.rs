@@ -33,7 +33,10 @@ fn run_without_a_webhook_image_is_refused_naming_the_flag() {
 fn a_webhook_image_from_the_environment_satisfies_run() {
     let output = Command::new(env!("CARGO_BIN_EXE_commerce-webhook-operator"))
         .arg("run")
-        .env("WEBHOOK_IMAGE", "registry.example/commerce-webhook@sha256:0")
+        .env(
+            "WEBHOOK_IMAGE",
+            "registry.example/commerce-webhook@sha256:0",
+        )
         .env("KUBECONFIG", "/nonexistent/kubeconfig")
         .output()
         .expect("running the operator binary");

@@ -76,12 +76,22 @@ fn the_chart_requires_both_image_repositories_by_name() {
     let chart = chart();
     let install = tool(
         "helm",
-        &["install", "--dry-run=client", "cwo", &chart, "--namespace", "ops"],
+        &[
+            "install",
+            "--dry-run=client",
+            "cwo",
+            &chart,
+            "--namespace",
+            "ops",
+        ],
     )
     .expect_err("install without images");
-    assert!(install.contains("image.repository is required"), "{install}");
-    let values = std::fs::read_to_string(repo_path("charts/commerce-webhook-operator/values.yaml"))
-        .unwrap();
+    assert!(
+        install.contains("image.repository is required"),
+        "{install}"
+    );
+    let values =
+        std::fs::read_to_string(repo_path("charts/commerce-webhook-operator/values.yaml")).unwrap();
     assert!(
         !values.contains("ghcr.io") && !values.contains("docker.io"),
         "no registry default in values.yaml"
@@ -119,7 +129,10 @@ fn images_are_pinned_by_digest_or_tagged_with_the_app_version() {
     for (set, path) in [
         ("image.digest=latest", "/image/digest"),
         ("webhookImage.digest=sha256:abc", "/webhookImage/digest"),
-        ("image.repository=example/operator@sha256:00", "/image/repository"),
+        (
+            "image.repository=example/operator@sha256:00",
+            "/image/repository",
+        ),
     ] {
         let error = template(&[set]).expect_err(set);
         assert!(error.contains(path), "{set}: {error}");
