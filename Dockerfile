@@ -10,7 +10,9 @@
 #   --build-arg BINARIES=prebuilt --build-arg BASE_IMAGE=scratch, with the binaries in
 #   the build context's bin/ folder.
 # BuildKit builds only the stages the target needs, so the offline build never
-# touches the Rust image.
+# touches the Rust image. For a build that cannot change under you, pass both base
+# images by digest (--build-arg BASE_IMAGE=...@sha256:..., RUST_IMAGE likewise) and
+# install the chart with image.digest (docs/security/supply-chain.md).
 ARG BASE_IMAGE=gcr.io/distroless/static-debian12:nonroot
 ARG BINARIES=compile
 ARG RUST_IMAGE=docker.io/library/rust:1-bookworm

@@ -14,7 +14,8 @@ trap 'exit 130' INT TERM HUP
 bash scripts/local-cluster.sh up >/dev/null
 bash scripts/build-images.sh >/dev/null
 eval "$(bash scripts/local-cluster.sh env)"
-helm install cwo charts/commerce-webhook-operator --namespace commerce-system --create-namespace --wait --timeout 3m >/dev/null
+helm install cwo charts/commerce-webhook-operator --namespace commerce-system --create-namespace \
+  --set "$(bash scripts/build-images.sh --helm-set)" --wait --timeout 3m >/dev/null
 
 cart='{"data":{"cart_id":"42","items":[{"item_id":1,"sku":"MS-01","qty":2}]}}'
 times=()

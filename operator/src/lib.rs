@@ -39,6 +39,3 @@ pub mod references;
 pub mod resource;
 pub mod status;
 pub mod validation;
-
-/// The default webhook image; the Helm chart sets the same.
-pub const DEFAULT_WEBHOOK_IMAGE: &str = "ghcr.io/commerce-webhook-operator/commerce-webhook:0.1.0";

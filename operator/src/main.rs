@@ -14,19 +14,20 @@ use tracing_subscriber::EnvFilter;
 
 use commerce_webhook::ops::shutdown_signal;
 use commerce_webhook_operator::children::{Defaults, PdbApi};
+use commerce_webhook_operator::commerce_config;
 use commerce_webhook_operator::controller::{self, Scope};
 use commerce_webhook_operator::leader::{self, LeaseLock};
 use commerce_webhook_operator::metrics::{self, Metrics};
 use commerce_webhook_operator::reconciler::Context;
 use commerce_webhook_operator::resource::{self, CommerceWebhook};
-use commerce_webhook_operator::{DEFAULT_WEBHOOK_IMAGE, commerce_config};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "commerce-webhook-operator",
     version,
     about = "Runs Adobe Commerce webhooks declared as CommerceWebhook resources",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
 )]
 struct Cli {
     /// tracing filter, e.g. `info` or `commerce_webhook_operator=debug`.
@@ -64,9 +65,15 @@ struct RunArgs {
     /// Only manage resources in this namespace (default: all namespaces).
     #[arg(long, env = "WATCH_NAMESPACE")]
     watch_namespace: Option<String>,
-    /// Image for webhooks whose spec.workload.image is empty.
-    #[arg(long, env = "WEBHOOK_IMAGE", default_value = DEFAULT_WEBHOOK_IMAGE)]
-    webhook_image: String,
+    /// Image for webhooks whose spec.workload.image is empty (required: none is published).
+    ///
+    /// A default naming a registry namespace someone else could claim would run their
+    /// code in every webhook pod: build the image from the Dockerfile, push it to a
+    /// registry you control and name it here, by digest (`repository@sha256:...`) to pin it.
+    // An `Option` only so that `crd` and `commerce-config` parse without it; clap
+    // refuses `run` without one.
+    #[arg(long, env = "WEBHOOK_IMAGE", required = true)]
+    webhook_image: Option<String>,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
     metrics_address: SocketAddr,
@@ -111,6 +118,8 @@ enum MainError {
     Discovery(#[source] kube::Error),
     #[error("lost leadership")]
     LostLease,
+    #[error("no webhook image: set --webhook-image or WEBHOOK_IMAGE")]
+    NoWebhookImage,
 }
 
 #[tokio::main]
@@ -180,6 +189,10 @@ async fn commerce_config(
 }
 
 async fn run(args: RunArgs) -> Result<(), MainError> {
+    let webhook_image = args
+        .webhook_image
+        .clone()
+        .ok_or(MainError::NoWebhookImage)?;
     let client = Client::try_default().await.map_err(MainError::Client)?;
     let metrics = Metrics::default();
     let (stop, stopped) = watch::channel(false);
@@ -235,7 +248,7 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
         .await
         .map_err(MainError::Discovery)?;
     let defaults = Defaults {
-        image: args.webhook_image.clone(),
+        image: webhook_image.clone(),
         pdb,
     };
     let (context, writers) = Context::new(client, defaults, recorder, metrics.clone());
@@ -247,7 +260,7 @@ async fn run(args: RunArgs) -> Result<(), MainError> {
         Some(namespace) => Scope::Namespace(namespace.clone()),
         None => Scope::Cluster,
     };
-    tracing::info!(?scope, image = %args.webhook_image, "controller starting");
+    tracing::info!(?scope, image = %webhook_image, "controller starting");
     let mut lost = false;
     match &lease {
         Some(lease) => {

@@ -22,9 +22,14 @@ use serde_json::json;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// The image of every webhook pod the tests start: the operator's default, built on
-/// this machine by `scripts/build-images.sh` (nothing is pulled).
-pub const WEBHOOK_IMAGE: &str = commerce_webhook_operator::DEFAULT_WEBHOOK_IMAGE;
+/// Where `scripts/build-images.sh` tags the images it builds into this machine's
+/// engine (its IMAGE_REGISTRY default): a name no one can claim on a public
+/// registry, like the node's `cwo.local/pause` (nothing is pulled).
+pub const LOCAL_REGISTRY: &str = "cwo.local";
+
+/// The image of every webhook pod the tests start, as `scripts/build-images.sh`
+/// tags it: the operator has no default image.
+pub const WEBHOOK_IMAGE: &str = concat!("cwo.local/commerce-webhook:", env!("CARGO_PKG_VERSION"));
 
 /// A client for the cluster the tests run against. Fails with instructions when
 /// there is none: an e2e test that cannot reach a cluster must not pass.

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use commerce_webhook_operator::resource::CommerceWebhook;
 use e2e::{
-    Commerce, TestNamespace, describe_pods, endpoint_addresses, event_reasons, ready_pods,
-    repo_path, restart_count, tool, wait_for_pods,
+    Commerce, LOCAL_REGISTRY, TestNamespace, WEBHOOK_IMAGE, describe_pods, endpoint_addresses,
+    event_reasons, ready_pods, repo_path, restart_count, tool, wait_for_pods,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -23,7 +23,16 @@ fn chart() -> String {
         .to_string()
 }
 
-fn template(sets: &[&str]) -> Result<String, String> {
+/// The chart has no default images (issue 17 item 6): the repositories
+/// `scripts/build-images.sh` tags on this machine, as the demo and the tests set them.
+fn local_images() -> String {
+    format!(
+        "image.repository={LOCAL_REGISTRY}/operator,webhookImage.repository={LOCAL_REGISTRY}/commerce-webhook"
+    )
+}
+
+/// `helm template` with only these values, no images set.
+fn template_bare(sets: &[&str]) -> Result<String, String> {
     let chart = chart();
     let mut args = vec!["template", "cwo", chart.as_str(), "--namespace", "ops"];
     for set in sets {
@@ -32,11 +41,127 @@ fn template(sets: &[&str]) -> Result<String, String> {
     tool("helm", &args)
 }
 
+/// `helm template` with the local images and these values.
+fn template(sets: &[&str]) -> Result<String, String> {
+    let images = local_images();
+    let mut all = vec![images.as_str()];
+    all.extend_from_slice(sets);
+    template_bare(&all)
+}
+
+/// No default may name a registry namespace this project does not own: without a
+/// repository, `helm template` and `helm install` fail with a message that names the
+/// value to set.
+#[test]
+fn the_chart_requires_both_image_repositories_by_name() {
+    let webhook_only = format!("webhookImage.repository={LOCAL_REGISTRY}/commerce-webhook");
+    let operator_only = format!("image.repository={LOCAL_REGISTRY}/operator");
+    let cases = [
+        (vec![], "image.repository is required"),
+        (vec![webhook_only.as_str()], "image.repository is required"),
+        (
+            vec![operator_only.as_str()],
+            "webhookImage.repository is required",
+        ),
+        (
+            vec![operator_only.as_str(), "webhookImage.repository="],
+            "webhookImage.repository is required",
+        ),
+    ];
+    for (sets, expected) in cases {
+        let error = template_bare(&sets).expect_err(&format!("{sets:?} must fail"));
+        assert!(error.contains(expected), "{sets:?}: {error}");
+    }
+    // `helm install` itself, rendered client-side (no cluster needed to refuse it).
+    let chart = chart();
+    let install = tool(
+        "helm",
+        &[
+            "install",
+            "--dry-run=client",
+            "cwo",
+            &chart,
+            "--namespace",
+            "ops",
+        ],
+    )
+    .expect_err("install without images");
+    assert!(
+        install.contains("image.repository is required"),
+        "{install}"
+    );
+    let values =
+        std::fs::read_to_string(repo_path("charts/commerce-webhook-operator/values.yaml")).unwrap();
+    assert!(
+        !values.contains("ghcr.io") && !values.contains("docker.io"),
+        "no registry default in values.yaml"
+    );
+}
+
+/// A digest pins the exact image (and wins over the tag); a tag or digest that is
+/// not one is refused by the schema, naming the value.
+#[test]
+fn images_are_pinned_by_digest_or_tagged_with_the_app_version() {
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let out = template(&[
+        &format!("image.digest={digest}"),
+        &format!("webhookImage.digest={digest}"),
+        "image.tag=9.9.9",
+    ])
+    .unwrap();
+    assert!(
+        out.contains(&format!("image: \"{LOCAL_REGISTRY}/operator@{digest}\"")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "name: WEBHOOK_IMAGE\n              value: \"{LOCAL_REGISTRY}/commerce-webhook@{digest}\""
+        )),
+        "{out}"
+    );
+    let tagged = template(&["webhookImage.tag=1.2.3"]).unwrap();
+    assert!(
+        tagged.contains(&format!(
+            "value: \"{LOCAL_REGISTRY}/commerce-webhook:1.2.3\""
+        )),
+        "{tagged}"
+    );
+    for (set, path) in [
+        ("image.digest=latest", "/image/digest"),
+        ("webhookImage.digest=sha256:abc", "/webhookImage/digest"),
+        (
+            "image.repository=example/operator@sha256:00",
+            "/image/repository",
+        ),
+    ] {
+        let error = template(&[set]).expect_err(set);
+        assert!(error.contains(path), "{set}: {error}");
+    }
+}
+
+/// The tests' webhook image is the one `scripts/build-images.sh` builds by default.
+#[test]
+fn the_test_image_is_what_build_images_tags_by_default() {
+    let script = std::fs::read_to_string(repo_path("scripts/build-images.sh")).unwrap();
+    assert!(
+        script.contains(&format!("${{IMAGE_REGISTRY:-{LOCAL_REGISTRY}}}")),
+        "build-images.sh's default registry is {LOCAL_REGISTRY}"
+    );
+    assert_eq!(
+        WEBHOOK_IMAGE,
+        format!(
+            "{LOCAL_REGISTRY}/commerce-webhook:{}",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+}
+
 #[test]
 #[ignore = "needs helm: scripts/test.sh"]
 fn lint_passes_for_default_and_non_default_values() {
     let chart = chart();
-    tool("helm", &["lint", "--strict", &chart]).unwrap();
+    let images = local_images();
+    tool("helm", &["lint", "--strict", &chart, "--set", &images]).unwrap();
     tool(
         "helm",
         &[
@@ -45,6 +170,8 @@ fn lint_passes_for_default_and_non_default_values() {
             &chart,
             "--kube-version",
             "1.30.0",
+            "--set",
+            &images,
             "--set",
             "replicaCount=3,watchNamespace=shop,podDisruptionBudget.enabled=true,commerceWebhook.create=true",
         ],
@@ -79,7 +206,10 @@ fn default_install_is_cluster_wide_with_least_privilege() {
         "{out}"
     );
     assert!(
-        out.contains("image: \"ghcr.io/commerce-webhook-operator/operator:0.1.0\""),
+        out.contains(&format!(
+            "image: \"{LOCAL_REGISTRY}/operator:{}\"",
+            env!("CARGO_PKG_VERSION")
+        )),
         "{out}"
     );
     let secrets_rule = out
@@ -248,12 +378,15 @@ async fn helm_install_runs_the_operator_pod_and_serves_commerce() {
     let release = format!("cwo-{}", &ns.name[ns.name.len() - 6..]);
     let chart = chart();
     let watch = format!("watchNamespace={}", ns.name);
+    let images = local_images();
     let mut install = vec![
         "install",
         &release,
         &chart,
         "--namespace",
         &ns.name,
+        "--set",
+        &images,
         "--set",
         &watch,
         "--wait",
@@ -428,6 +561,8 @@ async fn helm_install_runs_the_operator_pod_and_serves_commerce() {
             &chart,
             "--namespace",
             &ns.name,
+            "--set",
+            &images,
             "--set",
             &watch,
             "--set",

@@ -35,3 +35,21 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "cwo.leaderElect" -}}
 {{- or .Values.leaderElection.enabled (gt (int .Values.replicaCount) 1) -}}
 {{- end }}
+
+{{/*
+An image reference from {repository, tag, digest}: the repository is required (no
+default may name a registry namespace this project does not own), a digest pins the
+exact image, else the tag (default: the chart's appVersion). Called with
+(list <values> "<values path>" $).
+*/}}
+{{- define "cwo.image" -}}
+{{- $image := index . 0 -}}
+{{- $path := index . 1 -}}
+{{- $root := index . 2 -}}
+{{- $repository := required (printf "%s.repository is required: no image of this project is published; build it from the Dockerfile, push it to a registry you control and set %s.repository (and %s.digest to pin it)" $path $path $path) $image.repository -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $repository $image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repository ($image.tag | default $root.Chart.AppVersion) -}}
+{{- end -}}
+{{- end -}}
