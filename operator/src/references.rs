@@ -4,7 +4,8 @@
 //! template so that a change rolls the pods. Values are never hashed, logged or
 //! copied: only whether a key exists is read of them.
 
-use std::collections::BTreeSet;
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -134,38 +135,39 @@ pub async fn config_hash(
 ) -> Result<String, ReferenceError> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    // Each object is read once, so that one reconcile sees one version of it even
+    // when two of its keys are referenced and it changes in between.
+    let mut objects: BTreeMap<(&'static str, &str), (ObjectMeta, BTreeSet<String>)> =
+        BTreeMap::new();
     let mut versions = Vec::with_capacity(refs.len());
     for reference in refs {
-        let (meta, has_key) = match reference {
-            Reference::Secret(name, key) => {
-                let secret = fetch(&secrets, reference, "Secret", name).await?;
-                let has_key = secret.data.as_ref().is_some_and(|d| d.contains_key(key))
-                    || secret
-                        .string_data
-                        .as_ref()
-                        .is_some_and(|d| d.contains_key(key));
-                (secret.metadata, has_key)
-            }
-            Reference::ConfigMap(name, key) | Reference::Inventory(name, key) => {
-                let config_map = fetch(&config_maps, reference, "ConfigMap", name).await?;
-                let has_key = config_map
-                    .data
-                    .as_ref()
-                    .is_some_and(|d| d.contains_key(key))
-                    || config_map
-                        .binary_data
-                        .as_ref()
-                        .is_some_and(|d| d.contains_key(key));
-                (config_map.metadata, has_key)
-            }
-        };
-        if !has_key {
-            let (Reference::Secret(name, key)
-            | Reference::ConfigMap(name, key)
-            | Reference::Inventory(name, key)) = reference;
+        let (Reference::Secret(name, key)
+        | Reference::ConfigMap(name, key)
+        | Reference::Inventory(name, key)) = reference;
+        let slot = (reference.kind(), name.as_str());
+        if let Entry::Vacant(vacant) = objects.entry(slot) {
+            // Only the keys' names are kept of the data.
+            let read = match reference {
+                Reference::Secret(..) => {
+                    let secret = fetch(&secrets, reference, "Secret", name).await?;
+                    let keys = secret.data.iter().flat_map(|d| d.keys());
+                    let keys = keys.chain(secret.string_data.iter().flat_map(|d| d.keys()));
+                    (secret.metadata.clone(), keys.cloned().collect())
+                }
+                Reference::ConfigMap(..) | Reference::Inventory(..) => {
+                    let config_map = fetch(&config_maps, reference, "ConfigMap", name).await?;
+                    let keys = config_map.data.iter().flat_map(|d| d.keys());
+                    let keys = keys.chain(config_map.binary_data.iter().flat_map(|d| d.keys()));
+                    (config_map.metadata.clone(), keys.cloned().collect())
+                }
+            };
+            vacant.insert(read);
+        }
+        let (meta, keys) = &objects[&slot];
+        if !keys.contains(key) {
             return Err(key_missing(reference.kind(), name, key));
         }
-        versions.push((reference, meta));
+        versions.push((reference, meta.clone()));
     }
     Ok(fingerprint(
         versions.iter().map(|(reference, meta)| (*reference, meta)),
@@ -331,15 +333,27 @@ mod tests {
         secret: serde_json::Value,
         refs: &[Reference],
     ) -> Result<String, ReferenceError> {
+        annotation_for_each(move |_| secret.clone(), refs).await
+    }
+
+    /// The API answers the n-th GET (from 1) with `answer(n)`.
+    async fn annotation_for_each(
+        answer: impl Fn(usize) -> serde_json::Value + Send + 'static,
+        refs: &[Reference],
+    ) -> Result<String, ReferenceError> {
         let (service, mut handle) = tower_test::mock::pair::<
             http::Request<kube::client::Body>,
             http::Response<kube::client::Body>,
         >();
         let server = tokio::spawn(async move {
+            let mut count = 0;
             while let Some((_, respond)) = handle.next_request().await {
+                count += 1;
                 let response = http::Response::builder()
                     .header("content-type", "application/json")
-                    .body(kube::client::Body::from(secret.to_string().into_bytes()))
+                    .body(kube::client::Body::from(
+                        answer(count).to_string().into_bytes(),
+                    ))
                     .unwrap();
                 respond.send_response(response);
             }
@@ -384,5 +398,24 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(missing.to_string(), "Secret hook has no key nope");
+    }
+
+    /// Two keys of one Secret that changes between two reads: the Secret is read
+    /// once, so the annotation is that of one version, not a mix that a later
+    /// reconcile would change again (one roll too many).
+    #[tokio::test]
+    async fn one_object_is_read_once_per_reconcile() {
+        let refs = references(&resource(
+            "authToken: {name: hook, key: token}\ninputs: [{name: A, valueFrom: {secretKeyRef: {name: hook, key: token}}}, {name: B, valueFrom: {secretKeyRef: {name: hook, key: other}}}]",
+        ));
+        assert_eq!(refs.len(), 2);
+        let changing = |n: usize| {
+            let mut secret = secret("v", &(100 + n).to_string());
+            secret["data"]["other"] = "eA==".into();
+            secret
+        };
+        let read = annotation_for_each(changing, &refs).await.unwrap();
+        let token = Reference::Secret("hook".into(), "token".into());
+        assert_eq!(read, fingerprint([(&token, &meta("uid-a", "101"))]));
     }
 }
