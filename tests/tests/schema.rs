@@ -1,11 +1,19 @@
-//! The CRD's bounds against a real API server (Kubernetes 1.20): the CRD with
+//! The CRD's schema against a real API server (Kubernetes 1.20): the CRD with
 //! every list and string bounded is accepted, a resource at the bounds is stored,
 //! and one past any bound is refused by `kubectl apply` and by the API with the
-//! field's path in the message, before the operator ever sees it.
+//! field's path in the message, before the operator ever sees it. And what the
+//! hardening fields become: `spec.limits` in the Deployment's environment, the
+//! `Secured` condition in the status.
 
-use commerce_webhook_operator::resource::{CommerceWebhook, bounds};
-use e2e::{TestNamespace, install_crd, tool};
+use std::time::Duration;
+
+use commerce_webhook_operator::resource::{CommerceWebhook, Limits, bounds};
+use commerce_webhook_operator::status::SECURED;
+use e2e::{TestNamespace, install_crd, namespace_with_operator, tool, wait_for};
+use k8s_openapi::api::apps::v1::Deployment;
 use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(60);
 
 /// A CommerceWebhook named `name` with `spec`.
 fn webhook(name: &str, spec: Value) -> Value {
@@ -130,4 +138,71 @@ async fn an_oversized_resource_is_refused_with_the_field_path() {
         );
         assert!(api.get_opt(name).await.unwrap().is_none(), "{name} stored");
     }
+}
+
+/// Every `spec.limits` field and the shortage message reach the webhook's
+/// container as its variables, and a webhook without signature key or token is
+/// reported `Secured: False` with the reason (no node needed: the Deployment and
+/// the status are what is checked).
+#[tokio::test]
+#[ignore = "needs a cluster: scripts/test.sh"]
+async fn limits_reach_the_deployment_and_an_open_webhook_is_reported() {
+    let (ns, _operator) = namespace_with_operator("limits").await;
+    let values: Vec<(&str, &str, String)> = Limits::ALL
+        .iter()
+        .map(|limit| {
+            let value = limit.min + (limit.max - limit.min) / 2;
+            (limit.field, limit.var, value.to_string())
+        })
+        .collect();
+    let limits: serde_json::Map<String, Value> = values
+        .iter()
+        .map(|(field, _, value)| ((*field).to_owned(), json!(value.parse::<u32>().unwrap())))
+        .collect();
+    let document = webhook(
+        "open",
+        json!({"limits": limits, "commerce": {"shortageMessage": "Only a few {sku} left"}}),
+    );
+    ns.apply_yaml::<CommerceWebhook>(&document.to_string())
+        .await
+        .unwrap();
+
+    let deployments = ns.api::<Deployment>();
+    let env = wait_for("the webhook's Deployment", WAIT, || async {
+        let pod = deployments.get("open").await.ok()?.spec?.template.spec?;
+        pod.containers[0].env.clone()
+    })
+    .await;
+    let value_of = |name: &str| {
+        env.iter()
+            .find(|var| var.name == name)
+            .and_then(|var| var.value.clone())
+    };
+    for (field, var, value) in &values {
+        assert_eq!(
+            value_of(var).as_ref(),
+            Some(value),
+            "spec.limits.{field} -> {var}"
+        );
+    }
+    assert_eq!(
+        value_of("SHORTAGE_MESSAGE").as_deref(),
+        Some("Only a few {sku} left")
+    );
+
+    let webhooks = ns.api::<CommerceWebhook>();
+    let secured = wait_for("the Secured condition", WAIT, || async {
+        let status = webhooks.get("open").await.ok()?.status?;
+        status.conditions.into_iter().find(|c| c.type_ == SECURED)
+    })
+    .await;
+    assert_eq!(
+        (secured.status.as_str(), secured.reason.as_str()),
+        ("False", "Unauthenticated")
+    );
+    assert!(
+        secured.message.contains("learn whether a SKU is in stock"),
+        "the message without {{available}} does not show the stock: {}",
+        secured.message
+    );
 }
