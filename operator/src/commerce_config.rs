@@ -176,6 +176,10 @@ pub fn render(cwh: &CommerceWebhook, hook: &HookConfig) -> Result<String, Commer
                 #   cluster: set spec.ingress (host, tlsSecretName) and print this again, or replace\n\
                 #   the URL with the one your own ingress or load balancer exposes.\n";
     }
+    let exposure = crate::status::exposure(&cwh.spec);
+    if !exposure.is_secured() {
+        out += &comment(&format!("WARNING: {}.", exposure.message()));
+    }
     if hook.event == StockEvent::CheckoutCartProductAddBefore {
         out += "#   NOTE: this event sends the quantity being added, not the cart's total, and a\n\
                 #   configurable product's parent SKU (let through unchecked); set\n\
@@ -215,6 +219,24 @@ pub fn render(cwh: &CommerceWebhook, hook: &HookConfig) -> Result<String, Commer
         );
     }
     Ok(out)
+}
+
+/// `text` as comment lines under the header, wrapped at about 90 columns.
+fn comment(text: &str) -> String {
+    let mut out = String::new();
+    let mut line = String::from("#  ");
+    for word in text.split_whitespace() {
+        if line.len() + 1 + word.len() > 90 && line.len() > 3 {
+            out += &line;
+            out.push('\n');
+            line = String::from("#  ");
+        }
+        line.push(' ');
+        line += word;
+    }
+    out += &line;
+    out.push('\n');
+    out
 }
 
 /// The `webhooks.xml` of a module (PaaS), written with an XML writer so that every
@@ -364,6 +386,63 @@ mod tests {
         assert_eq!(rest["webhook"]["required"], false);
         assert_eq!(rest["webhook"]["hook_name"], "check_stock");
         assert_eq!(rest["webhook"]["headers"][0]["value"], "Bearer <token>");
+    }
+
+    /// The starter kit's defaults (no auth, `available N`) are printed with a
+    /// warning; a token through a plain-http Ingress too; a signed hook is not.
+    #[test]
+    fn an_open_or_clear_text_hook_is_printed_with_a_warning() {
+        let render_of = |yaml: &str| {
+            let cwh = resource(yaml);
+            render(&cwh, &HookConfig::for_resource(&cwh, Origin::Cluster)).unwrap()
+        };
+        let open = render_of("ingress: {host: shop.example.com, tlsSecretName: tls}");
+        let header: String = open
+            .lines()
+            .take_while(|line| !line.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n");
+        for expected in [
+            "WARNING: neither spec.signaturePublicKey nor spec.authToken",
+            "exact stock",
+        ] {
+            assert!(header.contains(expected), "missing {expected} in\n{header}");
+        }
+        let clear = render_of("authToken: {name: t, key: k}\ningress: {host: shop.example.com}");
+        assert!(
+            clear.contains(
+                "WARNING: spec.authToken is sent as a bearer header through an Ingress without TLS"
+            ),
+            "{clear}"
+        );
+        let signed =
+            render_of("signaturePublicKey: {name: c, key: pem}\ningress: {host: shop.example.com}");
+        assert!(!signed.contains("WARNING"), "{signed}");
+        assert!(header.lines().all(|line| line.len() <= 100), "{header}");
+    }
+
+    /// quick-xml before 0.41 has RUSTSEC-2026-0194 (quadratic duplicate-attribute
+    /// check) and RUSTSEC-2026-0195 (unbounded namespace declarations): the
+    /// workspace's lock file holds no such version.
+    #[test]
+    fn no_quick_xml_with_known_advisories_is_locked() {
+        let lock = include_str!("../../Cargo.lock");
+        let versions: Vec<(u64, u64)> = lock
+            .split("[[package]]")
+            .filter(|package| package.contains("name = \"quick-xml\""))
+            .filter_map(|package| {
+                let version = package.split("version = \"").nth(1)?.split('"').next()?;
+                let mut parts = version.split('.').map(|part| part.parse::<u64>().ok());
+                Some((parts.next()??, parts.next()??))
+            })
+            .collect();
+        assert!(!versions.is_empty(), "quick-xml is not in Cargo.lock");
+        for version in versions {
+            assert!(
+                version >= (0, 41),
+                "quick-xml {version:?} has known advisories"
+            );
+        }
     }
 
     #[test]

@@ -8,10 +8,14 @@
 //!   record change. The holder's timestamps are only written, never compared with
 //!   the local wall clock, so clock skew between nodes cannot steal a healthy Lease.
 //! * The holder must renew within a **renew deadline** shorter than the lease
-//!   (two thirds of it). A renew call that hangs past it counts as lost leadership:
+//!   (two thirds of it). A failed renewal (an error, a 409 Conflict because the
+//!   Lease changed between its read and its write, a timeout) is retried every
+//!   retry period until that deadline, as client-go's `renew` does; once the
+//!   deadline passes without a successful renewal, however long a call hangs,
 //!   [`Leadership`] turns invalid, the reconciler stops writing, and the process
-//!   exits; a standby cannot take over before a full lease has passed, so the two
-//!   never write at once.
+//!   exits. A standby cannot take over before a full lease has passed, so the two
+//!   never write at once. Only a Lease read with another holder ends leadership
+//!   before the deadline.
 //! * Updates use the Lease's resourceVersion, so two candidates can never both win
 //!   the same round.
 //! * Nothing in the Lease can make it panic: a hostile duration is clamped, counts
@@ -237,16 +241,16 @@ impl LeaseLock {
             let started = Instant::now();
             let attempt = tokio::time::timeout(self.renew_deadline(), self.try_acquire_or_renew());
             match attempt.await {
-                Ok(Ok(true)) => {
+                Ok(Ok(Attempt::Held)) => {
                     self.leadership.extend(started + self.renew_deadline());
                     tracing::info!(lease = %self.name, identity = %self.identity, "became leader");
                     return;
                 }
-                Ok(Ok(false)) if !announced => {
+                Ok(Ok(Attempt::HeldByOther)) if !announced => {
                     tracing::info!(lease = %self.name, "another replica leads; standing by");
                     announced = true;
                 }
-                Ok(Ok(false)) => {}
+                Ok(Ok(Attempt::HeldByOther | Attempt::Conflict)) => {}
                 Ok(Err(error)) => {
                     tracing::warn!(%error, "leader election: cannot read or write the Lease")
                 }
@@ -257,8 +261,9 @@ impl LeaseLock {
     }
 
     /// Renews the Lease until it is lost (another holder, or no successful renewal
-    /// within the renew deadline, however long a call hangs), then returns with
-    /// [`Leadership`] revoked.
+    /// within the renew deadline, however long a call hangs, however many calls
+    /// fail), then returns with [`Leadership`] revoked. A failed renewal is retried
+    /// every retry period while the deadline has not passed.
     pub async fn hold(&self) {
         loop {
             tokio::time::sleep(self.retry_period()).await;
@@ -268,11 +273,16 @@ impl LeaseLock {
                 break;
             };
             match tokio::time::timeout_at(deadline, self.try_acquire_or_renew()).await {
-                Ok(Ok(true)) => self.leadership.extend(started + self.renew_deadline()),
-                Ok(Ok(false)) => {
+                Ok(Ok(Attempt::Held)) => self.leadership.extend(started + self.renew_deadline()),
+                Ok(Ok(Attempt::HeldByOther)) => {
                     self.leadership.revoke();
                     tracing::error!(lease = %self.name, "lost the Lease to another replica");
                     return;
+                }
+                // The Lease changed between the read and the write (a 409): read it
+                // again next round; the deadline decides, not one answer.
+                Ok(Ok(Attempt::Conflict)) => {
+                    tracing::warn!(lease = %self.name, "renewing the Lease conflicted; retrying")
                 }
                 Ok(Err(error)) => tracing::warn!(%error, "could not renew the Lease"),
                 Err(_) => tracing::warn!("renewing the Lease timed out"),
@@ -312,7 +322,7 @@ impl LeaseLock {
     }
 
     /// One round: create the Lease, renew it, or take it over once expired.
-    async fn try_acquire_or_renew(&self) -> Result<bool, kube::Error> {
+    async fn try_acquire_or_renew(&self) -> Result<Attempt, kube::Error> {
         let lease = self.api.get_opt(&self.name).await?;
         let now = Instant::now();
         let observed = lease.as_ref().map(|lease| {
@@ -332,7 +342,7 @@ impl LeaseLock {
             now,
             Timestamp::now(),
         ) {
-            Round::StandBy => Ok(false),
+            Round::StandBy => Ok(Attempt::HeldByOther),
             Round::Create(spec) => {
                 let lease = Lease {
                     metadata: ObjectMeta {
@@ -341,14 +351,14 @@ impl LeaseLock {
                     },
                     spec: Some(spec),
                 };
-                conflict_is_false(self.api.create(&PostParams::default(), &lease).await)
+                attempt_of(self.api.create(&PostParams::default(), &lease).await)
             }
             Round::Take(spec) => {
                 // Written over the Lease as read: its resourceVersion makes a
                 // concurrent winner turn this write into a 409.
                 let mut lease = lease.unwrap_or_default();
                 lease.spec = Some(spec);
-                conflict_is_false(
+                attempt_of(
                     self.api
                         .replace(&self.name, &PostParams::default(), &lease)
                         .await,
@@ -358,11 +368,24 @@ impl LeaseLock {
     }
 }
 
+/// What one round of the election came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    /// The Lease is this replica's, as written.
+    Held,
+    /// Another replica holds it and has renewed it within its lease.
+    HeldByOther,
+    /// The write lost a race (409 Conflict): the Lease changed since it was read,
+    /// by a candidate taking it over or by anything else writing it. Only the next
+    /// read tells which.
+    Conflict,
+}
+
 /// Losing a race (409 Conflict) is an answer, not an error.
-fn conflict_is_false<T>(result: Result<T, kube::Error>) -> Result<bool, kube::Error> {
+fn attempt_of<T>(result: Result<T, kube::Error>) -> Result<Attempt, kube::Error> {
     match result {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+        Ok(_) => Ok(Attempt::Held),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(Attempt::Conflict),
         Err(error) => Err(error),
     }
 }
@@ -577,6 +600,148 @@ mod tests {
         assert!(Leadership::unconditional().is_valid());
     }
 
+    /// A mocked API server for the Lease: GETs answer `holder`'s Lease, PUTs are
+    /// answered by `put` (given the 1-based count of PUTs so far): a status code.
+    /// Records, for each PUT, whether the replica was still leading when it came.
+    struct LeaseServer {
+        puts: Arc<Mutex<Vec<bool>>>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for LeaseServer {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    fn lease_json(holder: &str, version: u32) -> serde_json::Value {
+        serde_json::json!({
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "lease", "namespace": "ns", "resourceVersion": version.to_string()},
+            "spec": {
+                "holderIdentity": holder,
+                "leaseDurationSeconds": DURATION.as_secs(),
+                "renewTime": format!("2026-01-01T00:00:{:02}.000000Z", version % 60),
+            },
+        })
+    }
+
+    /// A lock held by "a", talking to a server that answers as `holder` and `put` say.
+    fn held_lock(
+        holder: impl Fn(usize) -> &'static str + Send + 'static,
+        put: impl Fn(usize) -> u16 + Send + 'static,
+    ) -> (LeaseLock, LeaseServer) {
+        let (service, mut handle) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
+        let lock = LeaseLock::new(
+            Client::new(service, "default"),
+            "ns",
+            "lease",
+            "a",
+            DURATION,
+        );
+        lock.leadership
+            .extend(Instant::now() + lock.renew_deadline());
+        let leadership = lock.leadership();
+        let puts = Arc::new(Mutex::new(Vec::new()));
+        let task = tokio::spawn({
+            let puts = puts.clone();
+            async move {
+                let mut version = 1;
+                while let Some((request, respond)) = handle.next_request().await {
+                    let (status, body) = if request.method() == http::Method::PUT {
+                        let mut puts = puts.lock().unwrap();
+                        puts.push(leadership.is_valid());
+                        let code = put(puts.len());
+                        if code == 200 {
+                            version += 1;
+                            (200, lease_json("a", version))
+                        } else {
+                            let status = kube::core::Status::failure(
+                                "the object has been modified",
+                                "Conflict",
+                            )
+                            .with_code(code);
+                            (code, serde_json::to_value(status).unwrap())
+                        }
+                    } else {
+                        let count = puts.lock().unwrap().len();
+                        (200, lease_json(holder(count), version))
+                    };
+                    let response = http::Response::builder()
+                        .status(status)
+                        .header("content-type", "application/json")
+                        .body(kube::client::Body::from(body.to_string().into_bytes()))
+                        .unwrap();
+                    respond.send_response(response);
+                }
+            }
+        });
+        (lock, LeaseServer { puts, task })
+    }
+
+    /// One 409 on renewal is retried at the next retry period, and the replica
+    /// leads throughout; only a Lease read with another holder ends it early.
+    #[tokio::test(start_paused = true)]
+    async fn a_conflict_on_renewal_is_retried_while_leading() {
+        // PUT 1: 409; PUT 2: renewed; then another holder shows up.
+        let (lock, server) = held_lock(
+            |puts| if puts >= 2 { "b" } else { "a" },
+            |n| if n == 1 { 409 } else { 200 },
+        );
+        let leadership = lock.leadership();
+        let started = Instant::now();
+        lock.hold().await;
+        assert_eq!(
+            *server.puts.lock().unwrap(),
+            [true, true],
+            "the 409 was retried, and the retry came while still leading"
+        );
+        assert_eq!(
+            started.elapsed(),
+            lock.retry_period() * 3,
+            "lost at the first read showing another holder, not at the deadline"
+        );
+        assert!(!leadership.is_valid());
+    }
+
+    /// Renewals that keep conflicting are retried every retry period until the
+    /// renew deadline, then leadership ends (fenced) before a standby may take over.
+    #[tokio::test(start_paused = true)]
+    async fn conflicts_until_the_renew_deadline_end_leadership_there() {
+        let (lock, server) = held_lock(|_| "a", |_| 409);
+        let leadership = lock.leadership();
+        let started = Instant::now();
+        lock.hold().await;
+        let held = started.elapsed();
+        assert!(!leadership.is_valid());
+        let puts = server.puts.lock().unwrap().clone();
+        // Renewals at 1, 2, ... retry periods, strictly before the deadline.
+        let retries = usize::try_from(
+            (lock.renew_deadline().as_nanos() - 1) / lock.retry_period().as_nanos(),
+        )
+        .unwrap();
+        assert!(retries >= 2);
+        assert_eq!(
+            puts.len(),
+            retries,
+            "one renewal per retry period until the deadline: {puts:?}"
+        );
+        assert!(
+            puts.iter().all(|leading| *leading),
+            "every renewal was tried while leading"
+        );
+        assert!(
+            held >= lock.renew_deadline() - lock.retry_period()
+                && held <= lock.renew_deadline() + lock.retry_period(),
+            "gave up after {held:?}"
+        );
+        assert!(held < DURATION, "before a standby may take the Lease");
+    }
+
     #[test]
     fn conflicts_are_lost_rounds_not_errors() {
         let conflict: Result<(), kube::Error> = Err(kube::Error::Api(
@@ -584,7 +749,7 @@ mod tests {
                 .with_code(409)
                 .boxed(),
         ));
-        assert!(matches!(conflict_is_false(conflict), Ok(false)));
-        assert!(matches!(conflict_is_false(Ok(())), Ok(true)));
+        assert!(matches!(attempt_of(conflict), Ok(Attempt::Conflict)));
+        assert!(matches!(attempt_of(Ok(())), Ok(Attempt::Held)));
     }
 }

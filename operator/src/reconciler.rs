@@ -194,6 +194,7 @@ async fn reconcile_resource(cwh: &CommerceWebhook, ctx: &Context) -> Result<Acti
         ready_replicas: 0,
         url: None,
         external_url: None,
+        exposure: status::exposure(&cwh.spec),
     };
 
     if !cwh.spec.enabled {

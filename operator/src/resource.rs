@@ -7,7 +7,7 @@
 //! Types and defaults the webhook defines (the failure policy, the default path and
 //! back-office timeout) come from its contract rather than being restated here.
 
-use commerce_webhook::contract;
+use commerce_webhook::contract::{self, var};
 use commerce_webhook::events::StockEvent;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -54,7 +54,10 @@ pub struct CommerceWebhookSpec {
     /// actions.config.yaml (`LOG_LEVEL`, custom parameters), each a literal `value`
     /// or a `valueFrom` Secret/ConfigMap key.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    #[schemars(
+        length(max = bounds::MAX_INPUTS),
+        extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"])
+    )]
     pub inputs: Vec<Input>,
 
     /// Where stock levels come from. Empty: the sample inventory built into the image.
@@ -83,6 +86,87 @@ pub struct CommerceWebhookSpec {
     /// webhook's own deadline and fallback message).
     #[serde(default)]
     pub commerce: CommerceHook,
+
+    /// The webhook's own limits against overload and abuse; each unset one keeps
+    /// the webhook's default.
+    #[serde(default, skip_serializing_if = "Limits::is_empty")]
+    pub limits: Limits,
+}
+
+/// One tunable limit of the webhook: the spec field, the variable it sets, and the
+/// values the CRD accepts (a range the webhook's own parser accepts too, which a
+/// test checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// The field under `spec.limits`, as the CRD spells it.
+    pub field: &'static str,
+    /// Its path in the resource, `spec.limits.<field>`.
+    pub path: &'static str,
+    /// The webhook variable it sets (`commerce_webhook::contract::var`).
+    pub var: &'static str,
+    pub min: u32,
+    pub max: u32,
+}
+
+/// Declares `spec.limits`: one line per limit (its doc comment, field, variable and
+/// bounds) gives the typed, bounded CRD field, its entry in [`Limits::ALL`] (which
+/// `validation` reserves and `children::env` writes), and nothing else to keep in step.
+macro_rules! limits {
+    ($( $(#[doc = $doc:literal])* $field:ident ($camel:literal) => $var:expr, $min:literal ..= $max:literal; )*) => {
+        /// The webhook's connection, request and payload limits (`spec.limits`).
+        #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+        #[serde(rename_all = "camelCase")]
+        pub struct Limits {
+            $(
+                $(#[doc = $doc])*
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                #[schemars(range(min = $min, max = $max))]
+                pub $field: Option<u32>,
+            )*
+        }
+
+        impl Limits {
+            /// Every limit, in the order of the fields.
+            pub const ALL: &'static [Limit] = &[
+                $( Limit {
+                    field: $camel,
+                    path: concat!("spec.limits.", $camel),
+                    var: $var,
+                    min: $min,
+                    max: $max,
+                }, )*
+            ];
+
+            /// The limits that are set, each with its variable.
+            pub fn set(&self) -> Vec<(&'static Limit, u32)> {
+                let values = [$( self.$field ),*];
+                Self::ALL
+                    .iter()
+                    .zip(values)
+                    .filter_map(|(limit, value)| value.map(|value| (limit, value)))
+                    .collect()
+            }
+        }
+    };
+}
+
+limits! {
+    /// Most connections open at once; one more is closed on arrival (webhook default 1024).
+    max_connections ("maxConnections") => var::MAX_CONNECTIONS, 1 ..= 65536;
+    /// Most calls answered at once; one more is refused at once with an exception (default 128).
+    max_in_flight ("maxInFlight") => var::MAX_IN_FLIGHT, 1 ..= 65536;
+    /// How long a connection may go without a complete request head, in milliseconds (default 10000).
+    header_timeout_ms ("headerTimeoutMs") => var::HEADER_TIMEOUT_MS, 1 ..= 600000;
+    /// Largest request body accepted, in bytes (default 262144).
+    max_body_bytes ("maxBodyBytes") => var::MAX_BODY_BYTES, 1 ..= 16777216;
+    /// Most cart lines checked in one call; a larger cart is refused (default 1000).
+    max_cart_lines ("maxCartLines") => var::MAX_CART_LINES, 1 ..= 5000;
+}
+
+impl Limits {
+    pub fn is_empty(&self) -> bool {
+        self.set().is_empty()
+    }
 }
 
 /// The webhook actions this operator can serve.
@@ -105,8 +189,10 @@ pub struct Input {
         length(min = 1, max = 253)
     )]
     pub name: String,
-    /// Literal value.
+    /// Literal value (keys, certificates and other long values come from a
+    /// Secret or ConfigMap through `valueFrom`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = bounds::MAX_INPUT_VALUE))]
     pub value: Option<String>,
     /// Value read from a Secret or ConfigMap key (for tokens and keys).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -186,7 +272,7 @@ pub struct BackOfficeSource {
 pub struct Workload {
     /// Container image; defaults to the operator's `--webhook-image`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = bounds::MAX_IMAGE))]
     pub image: Option<String>,
     /// Pods to run, kept by the operator. Unset: the Deployment starts with 2 pods
     /// for a `commerce.required` hook (1 otherwise) and the operator leaves the
@@ -199,6 +285,7 @@ pub struct Workload {
     pub autoscaling: Option<Autoscaling>,
     /// CPU/memory requests and limits; defaults suit the webhook's small footprint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "bounds::resources")]
     pub resources: Option<ResourceRequirements>,
 }
 
@@ -245,9 +332,17 @@ pub struct IngressSpec {
     pub host: String,
     /// IngressClass name; the cluster default when empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+        length(min = 1, max = 253)
+    )]
     pub class_name: Option<String>,
     /// TLS Secret for the host; the URL is `https://` when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+        length(min = 1, max = 253)
+    )]
     pub tls_secret_name: Option<String>,
 }
 
@@ -277,6 +372,14 @@ pub struct CommerceHook {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 1024))]
     pub fallback_error_message: Option<String>,
+    /// The shopper's message for each short SKU (the webhook's `SHORTAGE_MESSAGE`):
+    /// `{sku}`, `{requested}` and `{available}` are optional placeholders, `{{`/`}}`
+    /// literal braces. Empty: the starter kit's message, which shows the exact stock
+    /// (`available N`) to anyone who may call the webhook; leave `{available}` out to
+    /// keep stock levels private.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub shortage_message: Option<String>,
     /// PHP exception class Commerce throws with the webhook's message (the
     /// webhook's `EXCEPTION_TYPE`), e.g.
     /// `Magento\Framework\Exception\LocalizedException`; Commerce's default when empty.
@@ -296,6 +399,7 @@ impl Default for CommerceHook {
             soft_timeout_ms: default_soft_timeout_ms(),
             required: true,
             fallback_error_message: None,
+            shortage_message: None,
             exception_type: None,
         }
     }
@@ -327,14 +431,17 @@ pub struct CommerceWebhookStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     #[serde(default)]
+    #[schemars(schema_with = "bounds::conditions")]
     pub conditions: Vec<Condition>,
     #[serde(default)]
     pub ready_replicas: i32,
     /// In-cluster URL of the webhook.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = bounds::MAX_URL))]
     pub url: Option<String>,
     /// URL through the Ingress, what Commerce should call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = bounds::MAX_URL))]
     pub external_url: Option<String>,
 }
 
@@ -386,8 +493,254 @@ impl CommerceWebhook {
     }
 }
 
+/// The bounds of every list and string the CRD accepts, so that no resource can
+/// make the API server store, or the operator cache, more than a few hundred
+/// kilobytes (the schema keeps to what Kubernetes 1.20 accepts: `maxItems`,
+/// `maxLength`, `maxProperties`, `enum`; no CEL).
+pub mod bounds {
+    use schemars::{Schema, SchemaGenerator, json_schema};
+
+    /// Entries in `spec.inputs`.
+    pub const MAX_INPUTS: u32 = 32;
+    /// Length of an input's literal `value`.
+    pub const MAX_INPUT_VALUE: u32 = 4096;
+    /// Length of `spec.workload.image` (registry, repository, tag and digest).
+    pub const MAX_IMAGE: u32 = 512;
+    /// Length of the URLs in the status.
+    pub const MAX_URL: u32 = 1024;
+    /// Resource names in `requests` or `limits`.
+    pub const MAX_RESOURCE_NAMES: u32 = 8;
+    /// Length of one resource quantity, e.g. `512Mi`.
+    pub const MAX_QUANTITY: u32 = 64;
+    /// Conditions in the status (the operator writes two).
+    pub const MAX_CONDITIONS: u32 = 8;
+    /// Length of a condition's message, as `metav1.Condition` allows.
+    pub const MAX_CONDITION_MESSAGE: usize = 32768;
+
+    /// `requests` and `limits` of the container (what Kubernetes 1.20 knows of
+    /// `ResourceRequirements`), each a bounded map of bounded quantities.
+    pub fn resources(_: &mut SchemaGenerator) -> Schema {
+        let quantities = |description: &str| {
+            serde_json::json!({
+                "description": description,
+                "type": "object",
+                "maxProperties": MAX_RESOURCE_NAMES,
+                "additionalProperties": {
+                    "x-kubernetes-int-or-string": true,
+                    "maxLength": MAX_QUANTITY,
+                    "pattern": r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$",
+                },
+            })
+        };
+        json_schema!({
+            "description": "CPU/memory requests and limits; defaults suit the webhook's small footprint.",
+            "type": "object",
+            "nullable": true,
+            "properties": {
+                "limits": quantities("The most CPU and memory the container may use, e.g. {memory: 128Mi}."),
+                "requests": quantities("The CPU and memory the container is scheduled with, e.g. {cpu: 50m}."),
+            },
+        })
+    }
+
+    /// The status conditions (`metav1.Condition`, with the bounds the Kubernetes
+    /// API gives it).
+    pub fn conditions(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "array",
+            "maxItems": MAX_CONDITIONS,
+            "default": [],
+            "items": {
+                "type": "object",
+                "required": ["lastTransitionTime", "message", "reason", "status", "type"],
+                "properties": {
+                    "type": {"type": "string", "maxLength": 316},
+                    "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+                    "reason": {"type": "string", "maxLength": 1024},
+                    "message": {"type": "string", "maxLength": MAX_CONDITION_MESSAGE},
+                    "observedGeneration": {"type": "integer", "format": "int64", "minimum": 0},
+                    "lastTransitionTime": {"type": "string", "format": "date-time", "maxLength": 64},
+                },
+            },
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        })
+    }
+}
+
 /// The CRD as YAML, as `crd` prints it and `crds/commercewebhook.yaml` holds it.
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
     use kube::CustomResourceExt;
     serde_yaml::to_string(&CommerceWebhook::crd())
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::CustomResourceExt;
+    use serde_json::Value;
+
+    use super::*;
+
+    /// The keywords of a Kubernetes 1.20 structural schema (`JSONSchemaProps`
+    /// without the ones structural schemas forbid); anything else, CEL's
+    /// `x-kubernetes-validations` included, would be refused or ignored by 1.20.
+    const KEYWORDS_1_20: [&str; 33] = [
+        "description",
+        "type",
+        "format",
+        "title",
+        "default",
+        "nullable",
+        "example",
+        "maximum",
+        "exclusiveMaximum",
+        "minimum",
+        "exclusiveMinimum",
+        "multipleOf",
+        "maxLength",
+        "minLength",
+        "pattern",
+        "maxItems",
+        "minItems",
+        "uniqueItems",
+        "enum",
+        "maxProperties",
+        "minProperties",
+        "required",
+        "items",
+        "properties",
+        "additionalProperties",
+        "allOf",
+        "anyOf",
+        "oneOf",
+        "not",
+        "x-kubernetes-int-or-string",
+        "x-kubernetes-list-type",
+        "x-kubernetes-list-map-keys",
+        "x-kubernetes-map-type",
+    ];
+
+    /// Every way `node` (at `path`) could hold an unbounded amount of data, or a
+    /// keyword 1.20 does not know.
+    fn unbounded(path: &str, node: &Value, problems: &mut Vec<String>) {
+        let Some(object) = node.as_object() else {
+            return;
+        };
+        for key in object.keys() {
+            if !KEYWORDS_1_20.contains(&key.as_str()) {
+                problems.push(format!(
+                    "{path}: keyword {key} is not one of Kubernetes 1.20's"
+                ));
+            }
+        }
+        let has = |key: &str| object.contains_key(key);
+        match object.get("type").and_then(Value::as_str) {
+            Some("array") if !has("maxItems") => {
+                problems.push(format!("{path}: array without maxItems"))
+            }
+            Some("string") if !has("maxLength") && !has("enum") => {
+                problems.push(format!("{path}: string without maxLength or enum"))
+            }
+            _ => {}
+        }
+        if has("x-kubernetes-int-or-string") && !has("maxLength") {
+            problems.push(format!("{path}: int-or-string without maxLength"));
+        }
+        if object
+            .get("additionalProperties")
+            .is_some_and(Value::is_object)
+            && !has("maxProperties")
+        {
+            problems.push(format!("{path}: map without maxProperties"));
+        }
+        if let Some(properties) = object.get("properties").and_then(Value::as_object) {
+            for (name, property) in properties {
+                unbounded(&format!("{path}.{name}"), property, problems);
+            }
+        }
+        for key in ["items", "additionalProperties", "not"] {
+            if let Some(child) = object.get(key) {
+                unbounded(&format!("{path}[{key}]"), child, problems);
+            }
+        }
+        for key in ["allOf", "anyOf", "oneOf"] {
+            for (i, child) in object
+                .get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                unbounded(&format!("{path}.{key}[{i}]"), child, problems);
+            }
+        }
+    }
+
+    /// Every list, string and map a user (or the operator) can write is bounded,
+    /// with keywords Kubernetes 1.20 accepts. `apiVersion` and `kind` are left to
+    /// the API server, which only accepts this CRD's own.
+    #[test]
+    fn every_list_string_and_map_in_the_schema_is_bounded() {
+        let crd = serde_json::to_value(CommerceWebhook::crd()).unwrap();
+        let versions = crd["spec"]["versions"].as_array().unwrap();
+        assert!(!versions.is_empty());
+        let mut problems = Vec::new();
+        for version in versions {
+            let root = &version["schema"]["openAPIV3Schema"];
+            for (name, property) in root["properties"].as_object().unwrap() {
+                if name != "apiVersion" && name != "kind" {
+                    unbounded(name, property, &mut problems);
+                }
+            }
+        }
+        assert!(
+            problems.is_empty(),
+            "unbounded in the CRD schema:\n{}",
+            problems.join("\n")
+        );
+    }
+
+    /// The walk finds what it looks for (so an empty list above means something).
+    #[test]
+    fn the_schema_walk_finds_an_unbounded_field() {
+        let mut problems = Vec::new();
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {
+                "list": {"type": "array", "items": {"type": "string", "maxLength": 3}},
+                "text": {"type": "string"},
+                "map": {"type": "object", "additionalProperties": {"type": "string", "enum": ["a"]}},
+                "rule": {"type": "string", "maxLength": 1, "x-kubernetes-validations": []},
+            },
+        });
+        unbounded("spec", &schema, &mut problems);
+        problems.sort();
+        assert_eq!(
+            problems,
+            [
+                "spec.list: array without maxItems",
+                "spec.map: map without maxProperties",
+                "spec.rule: keyword x-kubernetes-validations is not one of Kubernetes 1.20's",
+                "spec.text: string without maxLength or enum",
+            ]
+        );
+    }
+
+    /// The worst case a bounded resource can hold: the size a CR of maximal
+    /// inputs reaches, far below the 1.4 MB of an unbounded one.
+    #[test]
+    fn a_maximal_spec_stays_small() {
+        let inputs: Vec<_> = (0..bounds::MAX_INPUTS)
+            .map(|i| {
+                serde_json::json!({
+                    "name": format!("{:A<253}", format!("V{i}_")),
+                    "value": "x".repeat(bounds::MAX_INPUT_VALUE as usize),
+                })
+            })
+            .collect();
+        let size = serde_json::to_vec(&serde_json::json!({ "inputs": inputs }))
+            .unwrap()
+            .len();
+        assert!(size < 200 * 1024, "{size} bytes");
+    }
 }

@@ -11,14 +11,16 @@ use std::fmt;
 use commerce_webhook::contract::{self, var};
 use thiserror::Error;
 
-use crate::resource::CommerceWebhookSpec;
+use commerce_webhook::answers::{ShortageMessage, TemplateError};
+
+use crate::resource::{CommerceWebhookSpec, Limits};
 
 /// Where each variable the webhook reads is set instead of in `spec.inputs`.
 /// An input that set one would override what the operator derived from the spec
 /// (or its security: a token from any Secret, another port, an exception type
 /// echoed to every caller), so every variable of `var::ALL` is reserved except
 /// `LOG_LEVEL`; one missing here is still reserved, for "the operator".
-const RESERVED: [(&str, &str); 17] = [
+const RESERVED: [(&str, &str); 18] = [
     (var::PORT, "the operator"),
     (var::BIND_ADDRESS, "the operator"),
     (var::WEBHOOK_PATH, "spec.path"),
@@ -37,6 +39,7 @@ const RESERVED: [(&str, &str); 17] = [
         "spec.commerce.fallbackErrorMessage",
     ),
     (var::EXCEPTION_TYPE, "spec.commerce.exceptionType"),
+    (var::SHORTAGE_MESSAGE, "spec.commerce.shortageMessage"),
     (var::REQUEST_DEADLINE_MS, "spec.commerce.timeoutMs"),
     (var::COMMERCE_WEBHOOKS_PUBLIC_KEY, "spec.signaturePublicKey"),
     (var::WEBHOOK_AUTH_TOKEN, "spec.authToken"),
@@ -52,8 +55,12 @@ fn reserved_for(name: &str) -> Option<&'static str> {
     if name == ALLOWED || !var::ALL.contains(&name) {
         return None;
     }
-    let owner = RESERVED.iter().find(|(var, _)| *var == name);
-    Some(owner.map_or("the operator", |(_, owner)| *owner))
+    let owner = RESERVED
+        .iter()
+        .copied()
+        .chain(Limits::ALL.iter().map(|limit| (limit.var, limit.path)))
+        .find(|(var, _)| *var == name);
+    Some(owner.map_or("the operator", |(_, owner)| owner))
 }
 
 /// What setting `name` would hand to whoever writes the input (or the Secret it
@@ -101,6 +108,15 @@ pub enum SpecError {
     ReplicasAndAutoscaling,
     #[error("spec.workload.autoscaling.minReplicas {min} is above maxReplicas {max}")]
     AutoscalingRange { min: i32, max: i32 },
+    #[error("spec.commerce.shortageMessage: {0}")]
+    ShortageMessage(TemplateError),
+    #[error("{path} {value} is outside {min}..={max}")]
+    LimitOutOfRange {
+        path: &'static str,
+        value: u32,
+        min: u32,
+        max: u32,
+    },
 }
 
 /// Every problem of a spec, in the order of its fields.
@@ -160,6 +176,26 @@ impl CommerceWebhookSpec {
                 errors.push(SpecError::AutoscalingRange {
                     min,
                     max: autoscaling.max_replicas,
+                });
+            }
+        }
+        if let Some(Err(error)) = self
+            .commerce
+            .shortage_message
+            .as_deref()
+            .map(ShortageMessage::parse)
+        {
+            errors.push(SpecError::ShortageMessage(error));
+        }
+        // The CRD refuses these already; a resource read from a manifest offline
+        // (`commerce-config -f`) has not been through it.
+        for (limit, value) in self.limits.set() {
+            if !(limit.min..=limit.max).contains(&value) {
+                errors.push(SpecError::LimitOutOfRange {
+                    path: limit.path,
+                    value,
+                    min: limit.min,
+                    max: limit.max,
                 });
             }
         }
@@ -310,6 +346,50 @@ mod tests {
             spec("workload: {autoscaling: {maxReplicas: 1}}\ncommerce: {required: false}")
                 .validate()
                 .is_ok()
+        );
+    }
+
+    #[test]
+    fn limits_and_the_shortage_message_are_fields_not_inputs() {
+        for limit in Limits::ALL {
+            let result = spec(&format!("inputs: [{{name: {}, value: '1'}}]", limit.var))
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                result,
+                format!(
+                    "input {} is managed by {}; set it there instead of in spec.inputs",
+                    limit.var, limit.path
+                )
+            );
+        }
+        let template = spec("commerce: {shortageMessage: 'only {stock} left'}").validate();
+        assert!(
+            matches!(&template, Err(InvalidSpec(e)) if matches!(&e[..], [SpecError::ShortageMessage(TemplateError::Unknown(name))] if name == "stock")),
+            "{template:?}"
+        );
+        assert!(
+            spec("commerce: {shortageMessage: 'Not enough {sku}'}")
+                .validate()
+                .is_ok()
+        );
+        assert_eq!(
+            spec("limits: {maxCartLines: 5001, maxInFlight: 0}").validate(),
+            Err(InvalidSpec(vec![
+                SpecError::LimitOutOfRange {
+                    path: "spec.limits.maxInFlight",
+                    value: 0,
+                    min: 1,
+                    max: 65536
+                },
+                SpecError::LimitOutOfRange {
+                    path: "spec.limits.maxCartLines",
+                    value: 5001,
+                    min: 1,
+                    max: 5000
+                },
+            ]))
         );
     }
 

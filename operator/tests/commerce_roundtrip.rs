@@ -13,8 +13,8 @@ use commerce_webhook::config::Config;
 use commerce_webhook::contract::Args;
 use commerce_webhook::{server, startup};
 use commerce_webhook_operator::commerce_config::{self, HookConfig, Origin, SECTION};
-use quick_xml::Reader;
 use quick_xml::events::Event;
+use quick_xml::{Reader, XmlVersion};
 use rsa::pkcs1v15::SigningKey;
 use rsa::pkcs8::{EncodePublicKey, LineEnding};
 use rsa::sha2::Sha256;
@@ -106,13 +106,17 @@ fn xml_hook(xml: &str) -> Hook {
                 let attribute = |name: &str| {
                     e.try_get_attribute(name)
                         .expect("attribute is well-formed")
-                        .map(|a| a.unescape_value().expect("value unescapes").into_owned())
+                        .map(|a| {
+                            a.normalized_value(XmlVersion::Implicit1_0)
+                                .expect("value unescapes")
+                                .into_owned()
+                        })
                 };
                 match e.name().as_ref() {
-                    b"method" => hook.method = attribute("name").expect("method name"),
-                    b"hook" => hook.url = attribute("url").expect("hook url"),
-                    b"header" => header_name = attribute("name"),
-                    b"field" => hook.fields.push((
+                    "method" => hook.method = attribute("name").expect("method name"),
+                    "hook" => hook.url = attribute("url").expect("hook url"),
+                    "header" => header_name = attribute("name"),
+                    "field" => hook.fields.push((
                         attribute("name").expect("field name"),
                         attribute("source").expect("field source"),
                     )),
@@ -122,8 +126,7 @@ fn xml_hook(xml: &str) -> Hook {
             Event::Text(text) => {
                 if let Some(name) = header_name.take() {
                     // The printed header holds no entity, so its text is one event.
-                    hook.headers
-                        .push((name, text.decode().expect("text decodes").into_owned()));
+                    hook.headers.push((name, text.xml10_content().into_owned()));
                 }
             }
             Event::Eof => break,

@@ -49,11 +49,18 @@ pub fn env(cwh: &CommerceWebhook) -> Vec<EnvVar> {
             spec.commerce.fallback_error_message.clone(),
         ),
         (var::EXCEPTION_TYPE, spec.commerce.exception_type.clone()),
+        (
+            var::SHORTAGE_MESSAGE,
+            spec.commerce.shortage_message.clone(),
+        ),
     ];
     for (name, value) in optional {
         if let Some(value) = value {
             env.push(literal(name, value));
         }
+    }
+    for (limit, value) in spec.limits.set() {
+        env.push(literal(limit.var, value.to_string()));
     }
     if let Some(stock) = &spec.stock {
         if let Some(inventory) = &stock.inventory {
@@ -157,6 +164,7 @@ mod tests {
 
     use super::*;
     use crate::fixtures::webhook as resource;
+    use crate::resource::Limits;
 
     fn names(env: &[EnvVar]) -> Vec<&str> {
         env.iter().map(|e| e.name.as_str()).collect()
@@ -221,6 +229,110 @@ mod tests {
         assert_eq!(request_deadline_ms(2000), 600);
         assert_eq!(request_deadline_ms(500), 400);
         assert_eq!(request_deadline_ms(0), 1);
+    }
+
+    /// A CommerceWebhook with only `spec.limits.<field>: value`.
+    fn with_limit(field: &str, value: i64) -> crate::resource::CommerceWebhook {
+        resource(&format!("limits: {{{field}: {value}}}"))
+    }
+
+    /// Each limit, at both ends of the range the CRD accepts, reaches the pod as its
+    /// variable and is accepted by the webhook's own parser; one below the CRD's
+    /// minimum is refused by the webhook too, so the two ranges start together.
+    /// A limit added to `spec.limits` is covered here without a change.
+    #[test]
+    fn every_limit_flows_to_a_variable_the_webhook_accepts_within_its_bounds() {
+        assert!(!Limits::ALL.is_empty());
+        for limit in Limits::ALL {
+            assert!(
+                var::ALL.contains(&limit.var),
+                "{} is not the webhook's",
+                limit.var
+            );
+            for value in [limit.min, limit.max] {
+                let env = env(&with_limit(limit.field, i64::from(value)));
+                let vars = resolve(&env);
+                assert_eq!(
+                    vars.get(limit.var).map(String::as_str),
+                    Some(value.to_string().as_str()),
+                    "{} -> {}",
+                    limit.path,
+                    limit.var
+                );
+                if let Err(error) = Args::try_from_env(vars) {
+                    panic!("the webhook refuses {}={value}: {error}", limit.var);
+                }
+            }
+            let below = i64::from(limit.min) - 1;
+            let refused = Args::try_from_env([(limit.var, below.to_string())]);
+            assert!(
+                refused.is_err(),
+                "the webhook accepts {}={below}, below the CRD's minimum of {}",
+                limit.var,
+                limit.min
+            );
+        }
+        let unset = resolve(&env(&resource("{}")));
+        for limit in Limits::ALL {
+            assert!(
+                !unset.contains_key(limit.var),
+                "{} set by default",
+                limit.var
+            );
+        }
+        assert!(!unset.contains_key(var::SHORTAGE_MESSAGE));
+    }
+
+    #[test]
+    fn limits_and_the_shortage_message_configure_the_webhook() {
+        let cwh = resource(
+            r#"
+            limits: {maxConnections: 300, maxInFlight: 40, headerTimeoutMs: 2500, maxBodyBytes: 65536, maxCartLines: 200}
+            commerce: {shortageMessage: "Only a few {sku} left"}
+            "#,
+        );
+        cwh.spec.validate().unwrap();
+        let args = Args::try_from_env(resolve(&env(&cwh))).unwrap();
+        assert_eq!(
+            (
+                args.max_connections,
+                args.max_in_flight,
+                args.header_timeout_ms,
+                args.max_body_bytes,
+                args.max_cart_lines
+            ),
+            (300, 40, 2500, 65536, 200)
+        );
+        assert_eq!(args.shortage_message, "Only a few {sku} left");
+    }
+
+    /// The CRD's `spec.limits` is the table: the same field names and bounds.
+    #[test]
+    fn the_crd_schema_carries_each_limit_s_bounds() {
+        use kube::CustomResourceExt;
+        let crd = serde_json::to_value(crate::resource::CommerceWebhook::crd()).unwrap();
+        let limits = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+            ["properties"]["limits"]["properties"];
+        let mut fields: Vec<&String> = limits.as_object().unwrap().keys().collect();
+        fields.sort();
+        let mut listed: Vec<&str> = Limits::ALL.iter().map(|l| l.field).collect();
+        listed.sort();
+        assert_eq!(fields, listed);
+        for limit in Limits::ALL {
+            let bound = |key: &str| limits[limit.field][key].as_f64();
+            assert_eq!(
+                bound("minimum"),
+                Some(f64::from(limit.min)),
+                "{}",
+                limit.field
+            );
+            assert_eq!(
+                bound("maximum"),
+                Some(f64::from(limit.max)),
+                "{}",
+                limit.field
+            );
+        }
     }
 
     /// What the kubelet would hand the container: each variable's value, with
