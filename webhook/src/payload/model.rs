@@ -220,6 +220,9 @@ impl<'de> Keys<'de> {
             fresh
         } else {
             if self.set.is_empty() {
+                // Past a few members, an object is likely a product's attributes:
+                // sized once for them rather than grown step by step.
+                self.set.reserve(64);
                 self.set.extend(self.list.drain(..));
             }
             self.set.insert(key.clone())
