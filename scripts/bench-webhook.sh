@@ -6,9 +6,10 @@
 #                                                    sharing the cores, a round moves by
 #                                                    ±10%, so fewer rounds disagree)
 #
-# Two payloads: the starter kit's cart (bench/check-stock.lua) and a real add-to-cart
-# default event of ~3 KB (bench/add-to-cart.lua), each also sent to the baseline so
-# that both sides move the same bytes.
+# Three payloads: the starter kit's cart (bench/check-stock.lua), the field-selected
+# add-to-cart hook payload (bench/field-selected.lua) and a real add-to-cart default
+# event of ~3 KB (bench/add-to-cart.lua), each also sent to the baseline so that both
+# sides move the same bytes.
 # Reports, per server and payload: req/s and p99 at 64 connections, p50/p99 at 1
 # connection, peak RSS of the webhook, and the back-office path against a loopback stub.
 set -euo pipefail
@@ -61,7 +62,7 @@ load() { # port connections seconds script -> "rps p50_us p99_us"
 
 results=$(mktemp)
 for round in $(seq 1 "$rounds"); do
-  for server in bare:18090:check-stock inventory:18091:check-stock bare_add:18090:add-to-cart inventory_add:18091:add-to-cart backoffice:18093:check-stock; do
+  for server in bare:18090:check-stock inventory:18091:check-stock bare_sel:18090:field-selected inventory_sel:18091:field-selected bare_add:18090:add-to-cart inventory_add:18091:add-to-cart backoffice:18093:check-stock; do
     IFS=: read -r name port script <<<"$server"
     read -r rps _ p99 <<<"$(load "$port" 64 "$seconds" "bench/$script.lua")"
     read -r _ p50_1 p99_1 <<<"$(load "$port" 1 "$((seconds / 2 > 0 ? seconds / 2 : 1))" "bench/$script.lua")"
@@ -81,13 +82,20 @@ def med(name, i): return statistics.median(v[i] for v in by[name])
 def rng(name, i): return f"{min(v[i] for v in by[name]):.0f}-{max(v[i] for v in by[name]):.0f}"
 print(f"rounds: {len(by['bare'])} (alternating servers); medians, with the range over rounds for p99")
 print(f"{'server, payload':<24}{'req/s @64':>10}{'p99 @64 (us)':>18}{'p50 @1 (us)':>14}{'p99 @1 (us)':>16}")
-for name, label in [("bare","bare axum, cart"),("inventory","webhook, cart"),("bare_add","bare axum, add-to-cart"),("inventory_add","webhook, add-to-cart"),("backoffice","webhook, back-office")]:
+for name, label in [("bare","bare axum, cart"),("inventory","webhook, cart"),("bare_sel","bare axum, selected"),("inventory_sel","webhook, selected"),("bare_add","bare axum, add-to-cart"),("inventory_add","webhook, add-to-cart"),("backoffice","webhook, back-office")]:
     print(f"{label:<24}{med(name,0):>10.0f}{rng(name,1):>18}{med(name,2):>14.0f}{rng(name,3):>16}")
 ratio = med("inventory",0)/med("bare",0)
 ratio_add = med("inventory_add",0)/med("bare_add",0)
+ratio_sel = med("inventory_sel",0)/med("bare_sel",0)
 lat = med("inventory",2)/med("bare",2)
-print(f"throughput webhook/bare, starter-kit cart: {ratio:.2f}x")
-print(f"throughput webhook/bare, add-to-cart event (~3 KB): {ratio_add:.2f}x")
+lat_sel = med("inventory_sel",2)/med("bare_sel",2)
+def spread(a, b):
+    rs = [x[0]/y[0] for x, y in zip(by[a], by[b])]
+    return f"(rounds {min(rs):.2f}-{max(rs):.2f})"
+print(f"throughput webhook/bare, starter-kit cart: {ratio:.2f}x {spread('inventory','bare')}")
+print(f"throughput webhook/bare, field-selected hook payload: {ratio_sel:.2f}x {spread('inventory_sel','bare_sel')}")
+print(f"p50 latency @1 webhook/bare, field-selected: {lat_sel:.2f}x")
+print(f"throughput webhook/bare, add-to-cart event (~3 KB): {ratio_add:.2f}x {spread('inventory_add','bare_add')}")
 print(f"p50 latency @1 webhook/bare: {lat:.2f}x")
 print(f"peak RSS: webhook (inventory) {int(sys.argv[2])/1024:.1f} MiB, webhook (back-office) {int(sys.argv[3])/1024:.1f} MiB")
 PY

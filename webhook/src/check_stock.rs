@@ -50,9 +50,16 @@ pub enum RequestError {
 pub struct Limits {
     /// Hard deadline for the whole answer, reading the body included.
     pub deadline: Duration,
+    /// How long the body may take to arrive, from the head (within the deadline):
+    /// like nginx's `client_body_timeout`, so that a trickled body is let go early.
+    pub body_timeout: Duration,
     pub max_body_bytes: usize,
     pub max_cart_lines: usize,
-    /// Calls answered at once; one more is refused at once rather than queued.
+    /// Bodies being read at once (each holds at most `max_body_bytes`); one more
+    /// is answered as overloaded.
+    pub max_bodies_reading: usize,
+    /// Calls answered at once, bodies read; one more is refused at once rather
+    /// than queued.
     pub max_in_flight: usize,
 }
 
@@ -75,7 +82,10 @@ pub struct CheckStock {
     answers: Answers,
     limits: Limits,
     metrics: Metrics,
-    /// One permit per call being answered, up to `limits.max_in_flight`.
+    /// One permit per body being read, up to `limits.max_bodies_reading`.
+    reading: Semaphore,
+    /// One permit per call being answered (its body read), up to
+    /// `limits.max_in_flight`: a body trickled in never holds one.
     in_flight: Semaphore,
 }
 
@@ -93,6 +103,7 @@ impl CheckStock {
             answers,
             limits,
             metrics,
+            reading: Semaphore::new(limits.max_bodies_reading),
             in_flight: Semaphore::new(limits.max_in_flight),
         }
     }
@@ -104,22 +115,18 @@ impl CheckStock {
 
     pub async fn answer(&self, headers: &HeaderMap, body: impl RequestBody) -> Operation {
         let started = Instant::now();
-        // Over the cap, a call is refused before anything of it is read: waiting
-        // in a queue would only make Commerce's add-to-cart wait longer, and every
-        // body read holds memory.
-        let outcome = match self.in_flight.try_acquire() {
-            Ok(_permit) => self.check(headers, body, started).await,
-            Err(_) => Outcome::Overloaded,
-        };
+        let outcome = self.check(headers, body, started).await;
         let (label, operation) = self.to_operation(outcome);
         self.metrics.observe_request(label, started.elapsed());
         operation
     }
 
     /// The checks that need only the headers come first: a caller without the
-    /// token cannot make the service read (and buffer) a byte of its body. The
-    /// rest, the body included, runs under the deadline counted from the call's
-    /// arrival, so that a body trickled in slowly is cut like a slow back-office.
+    /// token cannot make the service read (and buffer) a byte of its body. The body
+    /// is then read under its own budget, holding only a reading permit; the call
+    /// is answered under the deadline counted from its arrival, holding an
+    /// in-flight permit. Over either cap a call is refused at once: waiting in a
+    /// queue would only make Commerce's add-to-cart wait longer.
     async fn check(
         &self,
         headers: &HeaderMap,
@@ -132,16 +139,26 @@ impl CheckStock {
         if let Err(error) = check_content_type(headers) {
             return Outcome::Rejected(error);
         }
+        let body = {
+            let Ok(_reading) = self.reading.try_acquire() else {
+                return Outcome::Overloaded;
+            };
+            let budget = started + self.limits.body_timeout.min(self.limits.deadline);
+            match deadline::within(budget, read_body(body, self.limits.max_body_bytes)).await {
+                Ok(Ok(body)) => body,
+                Ok(Err(error)) => return Outcome::Rejected(error),
+                Err(deadline::Elapsed) => return Outcome::DeadlineExceeded,
+            }
+        };
+        let Ok(_answering) = self.in_flight.try_acquire() else {
+            return Outcome::Overloaded;
+        };
         deadline::within(started + self.limits.deadline, self.decide(headers, body))
             .await
             .unwrap_or(Outcome::DeadlineExceeded)
     }
 
-    async fn decide(&self, headers: &HeaderMap, body: impl RequestBody) -> Outcome {
-        let body = match read_body(body, self.limits.max_body_bytes).await {
-            Ok(body) => body,
-            Err(error) => return Outcome::Rejected(error),
-        };
+    async fn decide(&self, headers: &HeaderMap, body: Bytes) -> Outcome {
         if let Err(error) = self.auth.verify_signature(headers, &body) {
             return Outcome::Unauthorized(error);
         }
@@ -231,11 +248,13 @@ impl CheckStock {
             Outcome::Overloaded => {
                 tracing::debug!(
                     max_in_flight = self.limits.max_in_flight,
-                    "refused a call: too many in flight"
+                    max_bodies_reading = self.limits.max_bodies_reading,
+                    policy = ?self.answers.on_error,
+                    "refused a call: too many read or answered at once"
                 );
-                (
-                    RequestOutcome::Overloaded,
-                    exception(self.answers.fallback_message.clone()),
+                self.on_failure(
+                    (RequestOutcome::Overloaded, RequestOutcome::Overloaded),
+                    exception,
                 )
             }
         }

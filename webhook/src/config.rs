@@ -99,13 +99,16 @@ impl Config {
             },
             limits: Limits {
                 deadline,
+                body_timeout: Duration::from_millis(args.body_timeout_ms),
                 max_body_bytes: count(args.max_body_bytes),
                 max_cart_lines: count(args.max_cart_lines),
+                max_bodies_reading: count(args.max_bodies_reading),
                 // The semaphore's own maximum is far above any sensible value.
                 max_in_flight: count(args.max_in_flight).min(tokio::sync::Semaphore::MAX_PERMITS),
             },
             connections: ConnectionLimits {
                 header_timeout: Duration::from_millis(args.header_timeout_ms),
+                first_header_timeout: Duration::from_millis(args.first_header_timeout_ms),
                 max_connections: count(args.max_connections),
             },
             stale_not_ready: args.inventory_stale_not_ready,

@@ -47,10 +47,13 @@ pub mod var {
     pub const BACKOFFICE_PROXY: &str = "BACKOFFICE_PROXY";
     pub const BACKOFFICE_CA_FILE: &str = "BACKOFFICE_CA_FILE";
     pub const INVENTORY_STALE_NOT_READY: &str = "INVENTORY_STALE_NOT_READY";
+    pub const BODY_TIMEOUT_MS: &str = "BODY_TIMEOUT_MS";
+    pub const MAX_BODIES_READING: &str = "MAX_BODIES_READING";
+    pub const FIRST_HEADER_TIMEOUT_MS: &str = "FIRST_HEADER_TIMEOUT_MS";
 
     /// Every variable above, for whoever must know which names the webhook owns
     /// (a test checks this list against [`super::Args`]).
-    pub const ALL: [&str; 27] = [
+    pub const ALL: [&str; 30] = [
         PORT,
         BIND_ADDRESS,
         WEBHOOK_PATH,
@@ -78,6 +81,9 @@ pub mod var {
         BACKOFFICE_PROXY,
         BACKOFFICE_CA_FILE,
         INVENTORY_STALE_NOT_READY,
+        BODY_TIMEOUT_MS,
+        MAX_BODIES_READING,
+        FIRST_HEADER_TIMEOUT_MS,
     ];
 }
 
@@ -173,26 +179,43 @@ pub struct Args {
     #[arg(long, env = var::REQUEST_DEADLINE_MS, default_value_t = u64::from(DEFAULT_REQUEST_DEADLINE_MS), value_parser = clap::value_parser!(u64).range(1..))]
     pub request_deadline_ms: u64,
     /// Largest request body accepted. Bodies being read take at most
-    /// MAX_IN_FLIGHT times this much memory.
+    /// MAX_BODIES_READING times this much memory.
     #[arg(long, env = var::MAX_BODY_BYTES, default_value_t = 256 << 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_body_bytes: u64,
     /// Most cart lines checked in one call; a larger cart is refused with an exception.
     /// At most 5,000: the most lines a payload is read with (`payload::MAX_CART_LINES`).
     #[arg(long, env = var::MAX_CART_LINES, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=5000))]
     pub max_cart_lines: u64,
-    /// Most calls answered at once; one more is refused at once with an exception
-    /// (counted as `overloaded`) instead of waiting.
+    /// How long a request body may take to arrive, from its head (within
+    /// REQUEST_DEADLINE_MS): a body trickled in is let go then, answered as at the
+    /// deadline. Like nginx's `client_body_timeout`.
+    #[arg(long, env = var::BODY_TIMEOUT_MS, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub body_timeout_ms: u64,
+    /// Most request bodies being read at once, apart from the calls being answered
+    /// (a body trickled in holds no answering slot); one more is answered as
+    /// overloaded, following BACKOFFICE_ON_ERROR.
+    #[arg(long, env = var::MAX_BODIES_READING, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub max_bodies_reading: u64,
+    /// Most calls answered at once (bodies read); one more is refused at once
+    /// (counted as `overloaded`, answered following BACKOFFICE_ON_ERROR) instead
+    /// of waiting.
     #[arg(long, env = var::MAX_IN_FLIGHT, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_in_flight: u64,
-    /// Most connections open at once; one more is closed on arrival.
+    /// Most connections open at once. At the cap, a new connection sheds the
+    /// oldest one that has not completed a request yet; if every connection has,
+    /// the new one is closed on arrival.
     #[arg(long, env = var::MAX_CONNECTIONS, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: u64,
-    /// How long a connection may go without a request: one that completes no
-    /// request head, gets no answer and has no call in flight for a whole period of
-    /// this is closed (checked once per period, so between one and two periods
-    /// after its last request): slow-header and idle keep-alive connections alike.
-    #[arg(long, env = var::HEADER_TIMEOUT_MS, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    /// How long a request head may take, counted from when the connection waits
+    /// for it: a kept-alive connection idle this long is closed (hyper's
+    /// `header_read_timeout`).
+    #[arg(long, env = var::HEADER_TIMEOUT_MS, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     pub header_timeout_ms: u64,
+    /// How long a new connection may take to complete its first request head
+    /// (at most HEADER_TIMEOUT_MS applies either way): shorter than a kept-alive
+    /// connection's, so connections that send nothing are let go early.
+    #[arg(long, env = var::FIRST_HEADER_TIMEOUT_MS, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub first_header_timeout_ms: u64,
     /// The shopper's message for each short SKU; {sku}, {requested} and {available}
     /// are optional placeholders (leave {available} out to keep stock levels private).
     #[arg(long, env = var::SHORTAGE_MESSAGE, default_value = DEFAULT_SHORTAGE_MESSAGE)]

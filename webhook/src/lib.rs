@@ -21,9 +21,8 @@
 //! * [`stock`]: where stock levels come from ([`stock::StockSource`], the
 //!   back-office, inventory files) and the comparison with the cart.
 //! * `check_stock`: one call, from raw request to Commerce operation.
-//! * `routes`: what each request goes to: the webhook path straight to
-//!   `check_stock`, the operational paths through an axum router.
-//! * `idle`: closing connections that stop making calls, one check per connection.
+//! * `routes`: what each request goes to: one axum router for the webhook path and
+//!   the operational paths.
 //! * [`server`]: connections, their limits, and the graceful shutdown.
 //! * [`config`]: [`config::Config`], the checked configuration built from
 //!   [`contract::Args`] in one place.
@@ -32,6 +31,8 @@
 //! `main.rs` parses the arguments, starts logging, and runs the server until a
 //! shutdown signal. Tests and integrators use the modules directly, for example to
 //! plug in their own [`stock::StockSource`].
+
+#![forbid(unsafe_code)]
 
 pub mod answers;
 pub mod contract;
@@ -46,8 +47,6 @@ pub(crate) mod check_stock;
 pub mod config;
 #[cfg(feature = "server")]
 pub(crate) mod deadline;
-#[cfg(feature = "server")]
-pub(crate) mod idle;
 #[cfg(feature = "server")]
 pub(crate) mod metrics;
 #[cfg(feature = "server")]

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Service, exception};
+use common::{BackOfficeStub, Behaviour, Service, exception, success};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -136,8 +136,15 @@ async fn a_connection_that_keeps_sending_requests_stays_open_past_the_header_tim
 #[tokio::test]
 async fn a_call_longer_than_the_header_timeout_is_still_answered() {
     // A call in flight keeps its connection: the deadline, not the idle check, ends it.
-    let service =
-        Service::start(&["--header-timeout-ms", "200", "--request-deadline-ms", "900"]).await;
+    let service = Service::start(&[
+        "--header-timeout-ms",
+        "200",
+        "--request-deadline-ms",
+        "900",
+        "--body-timeout-ms",
+        "900",
+    ])
+    .await;
     let (answer, waited) = answer_to_a_stalled_body(&service).await;
     assert!(
         answer.contains(FALLBACK),
@@ -171,18 +178,47 @@ async fn a_call_without_the_token_is_refused_before_its_body_is_read() {
     );
 }
 
+/// A service whose one answering slot is held by a call waiting on a slow
+/// back-office, under the failure policy given.
+async fn service_with_its_only_slot_taken(policy: &str) -> (Service, BackOfficeStub) {
+    let stub = BackOfficeStub::start(Behaviour::Stock(vec![], Duration::from_secs(3))).await;
+    let service = Service::start(&[
+        "--max-in-flight",
+        "1",
+        "--request-deadline-ms",
+        "5000",
+        "--backoffice-timeout-ms",
+        "4000",
+        "--backoffice-url",
+        &stub.url,
+        "--backoffice-on-error",
+        policy,
+    ])
+    .await;
+    let holder = service.client.clone();
+    let (url, body) = (service.url("/webhook/check-stock"), cart_body());
+    tokio::spawn(async move {
+        let _ = holder
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await;
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    (service, stub)
+}
+
+fn cart_body() -> String {
+    common::cart(serde_json::json!([{"sku": "MS-01", "qty": 1}])).to_string()
+}
+
 #[tokio::test]
 async fn calls_over_the_in_flight_cap_are_shed_at_once_and_counted() {
-    let service = Service::start(&["--max-in-flight", "1", "--request-deadline-ms", "5000"]).await;
-    // One call holds the only slot while its body is awaited.
-    let mut holder = connect(&service).await;
-    holder.write_all(head(100, "").as_bytes()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (service, _stub) = service_with_its_only_slot_taken("deny").await;
     let started = Instant::now();
     let (_, answer) = service
-        .check(&common::cart(
-            serde_json::json!([{"sku": "MS-01", "qty": 1}]),
-        ))
+        .check(&serde_json::from_str(&cart_body()).unwrap())
         .await;
     assert_eq!(answer, exception(FALLBACK));
     assert!(started.elapsed() < Duration::from_secs(1), "not queued");
@@ -191,15 +227,97 @@ async fn calls_over_the_in_flight_cap_are_shed_at_once_and_counted() {
         metrics.contains(r#"commerce_webhook_requests_total{outcome="overloaded"} 1"#),
         "{metrics}"
     );
-    drop(holder);
+}
+
+#[tokio::test]
+async fn the_overload_answer_follows_the_failure_policy() {
+    let (service, _stub) = service_with_its_only_slot_taken("allow").await;
+    let (_, answer) = service
+        .check(&serde_json::from_str(&cart_body()).unwrap())
+        .await;
+    assert_eq!(answer, success());
+    let metrics = service.metrics().await;
+    assert!(
+        metrics.contains(r#"commerce_webhook_requests_total{outcome="overloaded"} 1"#),
+        "{metrics}"
+    );
+}
+
+/// Issue 17.1: bodies trickled in (a head and one byte) hold no answering slot, so
+/// a whole call is answered while they are being read.
+#[tokio::test]
+async fn trickled_bodies_do_not_starve_whole_calls() {
+    let service = Service::start(&[
+        "--max-in-flight",
+        "2",
+        "--body-timeout-ms",
+        "5000",
+        "--request-deadline-ms",
+        "5000",
+    ])
+    .await;
+    let mut tricklers = Vec::new();
+    for _ in 0..6 {
+        let mut stream = connect(&service).await;
+        stream
+            .write_all(format!("{}{{", head(100, "")).as_bytes())
+            .await
+            .unwrap();
+        tricklers.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for call in 0..3 {
+        let (_, answer) = service
+            .check(&serde_json::from_str(&cart_body()).unwrap())
+            .await;
+        assert_eq!(answer, success(), "call {call}");
+    }
+    drop(tricklers);
+}
+
+#[tokio::test]
+async fn bodies_over_the_reading_cap_are_answered_as_overloaded() {
+    let service = Service::start(&[
+        "--max-bodies-reading",
+        "1",
+        "--body-timeout-ms",
+        "5000",
+        "--request-deadline-ms",
+        "5000",
+    ])
+    .await;
+    let mut trickler = connect(&service).await;
+    trickler
+        .write_all(format!("{}{{", head(100, "")).as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, answer) = service
+        .check(&serde_json::from_str(&cart_body()).unwrap())
+        .await;
+    assert_eq!(answer, exception(FALLBACK));
+    drop(trickler);
+}
+
+/// A connection that completed a request, kept alive.
+async fn kept_alive(service: &Service) -> TcpStream {
+    let mut stream = connect(service).await;
+    let body = cart_body();
+    stream
+        .write_all(format!("{}{body}", head(body.len(), "")).as_bytes())
+        .await
+        .unwrap();
+    let answer = read_answer(&mut stream, Duration::from_secs(5)).await;
+    assert!(answer.ends_with(r#"{"op":"success"}"#), "{answer}");
+    stream
 }
 
 #[tokio::test]
 async fn connections_over_the_cap_are_closed_on_arrival_and_counted() {
     let service = Service::start(&["--max-connections", "2"]).await;
-    let first = connect(&service).await;
-    let second = connect(&service).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Both have completed a request: neither is shed for the third.
+    let first = kept_alive(&service).await;
+    let second = kept_alive(&service).await;
     let mut third = connect(&service).await;
     let closed = read_to_close(&mut third, Duration::from_secs(2)).await;
     assert_eq!(closed.as_deref(), Some(""), "the third is closed at once");
@@ -220,5 +338,57 @@ async fn connections_over_the_cap_are_closed_on_arrival_and_counted() {
     assert!(
         metrics.contains("commerce_webhook_connections_refused_total 1"),
         "{metrics}"
+    );
+}
+
+/// Issue 17.2: connections that send nothing fill the cap; a real call sheds the
+/// oldest of them instead of being closed on arrival.
+#[tokio::test]
+async fn connections_that_send_nothing_are_shed_for_a_real_call() {
+    let service = Service::start(&["--max-connections", "4"]).await;
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(connect(&service).await);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut real = connect(&service).await;
+    let body = cart_body();
+    real.write_all(format!("{}{body}", head(body.len(), "")).as_bytes())
+        .await
+        .unwrap();
+    let answer = read_answer(&mut real, Duration::from_secs(5)).await;
+    assert!(answer.ends_with(r#"{"op":"success"}"#), "{answer:?}");
+    let oldest = read_to_close(&mut idle[0], Duration::from_secs(2)).await;
+    assert_eq!(oldest.as_deref(), Some(""), "the oldest idle one was shed");
+}
+
+#[tokio::test]
+async fn a_first_head_has_a_shorter_budget_than_a_kept_alive_connection() {
+    let service = Service::start(&[
+        "--first-header-timeout-ms",
+        "200",
+        "--header-timeout-ms",
+        "5000",
+    ])
+    .await;
+    let mut silent = connect(&service).await;
+    let mut kept = kept_alive(&service).await;
+    let started = Instant::now();
+    let closed = read_to_close(&mut silent, Duration::from_secs(3)).await;
+    assert_eq!(
+        closed.as_deref(),
+        Some(""),
+        "a connection that sends nothing is closed"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let body = cart_body();
+    kept.write_all(format!("{}{body}", head(body.len(), "")).as_bytes())
+        .await
+        .unwrap();
+    let answer = read_answer(&mut kept, Duration::from_secs(5)).await;
+    assert!(
+        answer.ends_with(r#"{"op":"success"}"#),
+        "kept alive past the first-head budget: {answer:?}"
     );
 }

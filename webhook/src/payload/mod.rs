@@ -14,30 +14,25 @@
 //!
 //! Commerce is PHP: numbers arrive as strings (`"2"`, `"1.0000"`), empty values as
 //! `""`, `null` or `[]`, and a product carries hundreds of attributes. The document
-//! model (`document.rs`) keeps only the few fields read, each as a `Node` until
-//! validated here, so that a wrong value can be named in the message (which field,
-//! what was sent). It is read by a reader of its own (`cursor.rs`) rather than
-//! serde_json, because reading is most of what a call costs: the rest of an object
-//! whose fields have all been read is skimmed (`skim.rs`), not parsed.
+//! model (`model.rs`, read by serde_json) keeps only the few fields read, each as a
+//! `Node` until validated here, so that a wrong value can be named in the message
+//! (which field, what was sent). Only valid JSON is read (RFC 8259, UTF-8), and a
+//! member repeated in any object is refused: Commerce's PHP would read the last one.
 
-mod cursor;
-mod document;
-mod skim;
+#[cfg(test)]
+mod differential;
+mod model;
 
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::IgnoredAny;
 use thiserror::Error;
 
-use document::{
-    Data, Event, Info, List, Node, Product, QuoteItem, Shape, StarterItem, json_number,
-    shown_number,
-};
+use model::{Data, Event, Info, List, Node, Product, QuoteItem, Shape, StarterItem};
 
 /// The most cart lines a payload is read with: a longer list is only counted, so
 /// that a body of many tiny lines cannot make the reader hold many times its size.
-pub use document::MAX_ITEMS as MAX_CART_LINES;
+pub use model::MAX_ITEMS as MAX_CART_LINES;
 
 /// Quantities: exact decimals, so that `0.1 + 0.2` is `0.3` and `2^53 + 1` stays
 /// itself (an `f64` gets both wrong, and a cart then shows a shortage that is not).
@@ -122,51 +117,35 @@ pub enum PayloadError {
 
 /// Parses and validates a raw body into a [`CheckStockRequest`].
 pub fn parse_check_stock(body: &[u8]) -> Result<CheckStockRequest<'_>, PayloadError> {
-    let body = document::read_body(body).map_err(|error| malformed(body, error))?;
-    let Shape::Object(body) = body else {
+    let body = model::read_body(body).map_err(|error| PayloadError::MalformedJson(error.0))?;
+    let Shape::Object(mut body) = body else {
         return Err(PayloadError::UnknownShape(None));
     };
-    if let Some(Shape::Object(data)) = body.data {
-        if data.cart_id.is_some() || data.items.is_some() {
+    match body.data.take() {
+        // The starter kit's fields, or nothing at all: its messages.
+        Some(Shape::Object(data))
+            if data.cart_id.is_some() || data.items.is_some() || data.members == 0 =>
+        {
             return starter_kit(data);
         }
         // The default form: the whole event under `data`.
-        if let Some(request) = event("data.", data.event) {
-            return request;
+        Some(Shape::Object(mut data)) => {
+            if let Some(request) = event("data.", data.event()) {
+                return request;
+            }
         }
+        // PHP's empty array for an empty `data`.
+        Some(Shape::Other(Node::EmptyArray)) => return starter_kit(Data::default()),
+        _ => {}
     }
     // A field-selected form, renamed like Adobe's examples: no `data` wrapper.
-    event("", body.event).unwrap_or_else(|| {
+    event("", body.event()).unwrap_or_else(|| {
         let event_name = match body.event_name {
             Some(Node::Str(name)) => Some(Echo(&name).to_string()),
             _ => None,
         };
         Err(PayloadError::UnknownShape(event_name))
     })
-}
-
-/// What is wrong with a body that is not JSON (or repeats a field), as serde_json
-/// words it, with line and column: read only on this path, so it costs nothing
-/// when the body is good.
-fn malformed(body: &[u8], error: cursor::Error) -> PayloadError {
-    let (at, problem) = match error {
-        cursor::Error::Duplicate { field, at } => (at, format!("duplicate field `{field}`")),
-        cursor::Error::Syntax(at) => match serde_json::from_slice::<IgnoredAny>(body) {
-            Err(error) => return PayloadError::MalformedJson(error.to_string()),
-            // serde_json reads what it skips less strictly (a lone surrogate in
-            // an escape, for one): name the place.
-            Ok(_) => (at, "invalid value".to_owned()),
-        },
-    };
-    let line_start = body[..at]
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |i| i + 1);
-    let line = body[..at].iter().filter(|&&b| b == b'\n').count() + 1;
-    PayloadError::MalformedJson(format!(
-        "{problem} at line {line} column {}",
-        at - line_start + 1
-    ))
 }
 
 /// The request of whichever event these objects belong to, if any. `prefix` is where
@@ -246,7 +225,7 @@ fn quote_item<'a>(
         None => None,
         Some(id) if id.is_empty() => None,
         Some(Node::Str(id)) => Some(id),
-        Some(Node::Number(id)) => Some(Cow::Owned(shown_number(id))),
+        Some(Node::Number(id)) => Some(Cow::Owned(id.to_string())),
         Some(other) => {
             return Err(invalid(
                 path("item.quote_id"),
@@ -283,7 +262,7 @@ fn starter_kit(data: Data<'_>) -> Result<CheckStockRequest<'_>, PayloadError> {
     };
     let cart_id = match cart_id {
         Node::Str(s) => s,
-        Node::Number(n) => Cow::Owned(shown_number(n)),
+        Node::Number(n) => Cow::Owned(n.to_string()),
         other => return Err(PayloadError::CartId(other.to_string())),
     };
     let items = match items {
@@ -395,17 +374,11 @@ fn invalid(path: String, expected: &'static str, got: &Node<'_>) -> PayloadError
 /// Normalised, so that `"2.0000"` is shown as `2`.
 fn positive_number(value: &Node<'_>) -> Option<Decimal> {
     let n = match value {
-        // The common case (`"qty":2`) without serde_json.
-        Node::Number(text) => match text.parse::<u64>() {
-            Ok(u) => Decimal::from(u),
-            Err(_) => {
-                let n = json_number(text)?;
-                match (n.as_i64(), n.as_f64()) {
-                    (Some(i), _) => Decimal::from(i),
-                    (None, Some(f)) => Decimal::from_str_exact(&f.to_string()).ok()?,
-                    (None, None) => return None,
-                }
-            }
+        Node::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+            (Some(u), _, _) => Decimal::from(u),
+            (None, Some(i), _) => Decimal::from(i),
+            (None, None, Some(f)) => Decimal::from_str_exact(&f.to_string()).ok()?,
+            (None, None, None) => return None,
         },
         Node::Str(s) => Decimal::from_str_exact(s.trim()).ok()?,
         _ => return None,
@@ -416,7 +389,7 @@ fn positive_number(value: &Node<'_>) -> Option<Decimal> {
 fn item_label(item_id: Option<&Node<'_>>) -> String {
     match item_id {
         Some(Node::Str(id)) if !id.is_empty() => format!(" (item_id {})", Echo(id)),
-        Some(Node::Number(id)) => format!(" (item_id {})", shown_number(id)),
+        Some(Node::Number(id)) => format!(" (item_id {id})"),
         _ => String::new(),
     }
 }
@@ -502,8 +475,6 @@ mod tests {
             json!({}),
             json!([1, 2]),
             json!("data"),
-            json!({"data": {}}),
-            json!({"data": []}),
             // What the old printed hook made Commerce send: both sources missing.
             json!({"data": {"cart_id": null, "items": null}}),
         ] {
@@ -515,6 +486,16 @@ mod tests {
                     "unrecognised check-stock payload for event sales_order_place_before: expected"
                 )
         );
+    }
+
+    #[test]
+    fn an_empty_data_gets_the_starter_kits_message() {
+        for empty in [json!({"data": {}}), json!({"data": []})] {
+            assert_eq!(
+                message(empty),
+                "missing parameter(s) 'data.cart_id,data.items'"
+            );
+        }
     }
 
     #[test]
@@ -769,10 +750,75 @@ mod document_tests {
         );
     }
 
+    /// What the hand-written reader let through (issue 18), each refused as
+    /// malformed JSON now; `repeats` marks the bodies serde_json alone reads (it
+    /// keeps the last of a repeated member, as PHP's `json_decode` does).
     #[test]
-    fn an_undecodable_unknown_key_is_passed_over_and_the_last_field_needs_its_comma() {
-        let body = br#"{"\ud800":1,"item":{"sku":"A","qty":1}}"#;
-        assert_eq!(parse_check_stock(body).unwrap().items[0].sku, "A");
+    fn what_is_not_json_is_refused_wherever_it_is() {
+        let cases: [(&[u8], bool); 16] = [
+            // A member repeated: in a model object, after its last field, in a
+            // skipped object, in an array's object, through an escape, at the top.
+            (
+                br#"{"product":{"sku":"MS-01","type_id":"simple","sku":"MS-03"}}"#,
+                true,
+            ),
+            (
+                br#"{"item":{"sku":"A","qty":1,"quote_id":1,"qty":1000}}"#,
+                true,
+            ),
+            (br#"{"item":{"sku":"A","qty":1,"x":{"a":1,"a":2}}}"#, true),
+            (br#"{"item":{"sku":"A","qty":1,"x":[{"a":1,"a":2}]}}"#, true),
+            (br#"{"item":{"sku":"A","qty":1,"\u0078":1,"x":2}}"#, true),
+            (
+                br#"{"data":{"cart_id":"c","items":[{"sku":"A","qty":1}]},"data":{}}"#,
+                true,
+            ),
+            // Trailing commas, a `]` closing a `{`, garbage in a skipped array.
+            (br#"{"item":{"sku":"A","qty":1,},}"#, false),
+            (br#"{"item":{"sku":"A","qty":1,"x":[1,2,]}}"#, false),
+            (br#"{"item":{"sku":"A","qty":1,"x":{"a":1]}}"#, false),
+            (br#"{"item":{"sku":"A","qty":1,"x":[1 2 zz]}}"#, false),
+            // Bad escapes, a lone surrogate, `01`, out-of-range numbers.
+            (br#"{"item":{"sku":"A","qty":1,"x":"\q"}}"#, false),
+            (br#"{"item":{"sku":"A","qty":1,"x":"\ud800"}}"#, false),
+            (br#"{"item":{"sku":"A","qty":1,"x":01}}"#, false),
+            (br#"{"item":{"sku":"A","qty":1,"x":1e999}}"#, false),
+            // Invalid UTF-8 in a skipped string, and a raw control character.
+            (
+                b"{\"item\":{\"sku\":\"A\",\"qty\":1,\"x\":\"\xff\"}}",
+                false,
+            ),
+            (
+                b"{\"item\":{\"sku\":\"A\",\"qty\":1,\"x\":\"a\nb\"}}",
+                false,
+            ),
+        ];
+        for (body, repeats) in cases {
+            let text = String::from_utf8_lossy(body);
+            assert!(
+                matches!(parse_check_stock(body), Err(PayloadError::MalformedJson(_))),
+                "{text}"
+            );
+            let serde_reads = serde_json::from_slice::<serde_json::Value>(body).is_ok();
+            assert_eq!(serde_reads, repeats, "{text}");
+        }
+        assert_eq!(
+            parse_check_stock(b"{\"item\":1}\xff")
+                .unwrap_err()
+                .to_string(),
+            "malformed JSON body: invalid UTF-8 at line 1 column 11"
+        );
+        let message = parse_check_stock(br#"{"item":{"sku":"A","qty":1,"x":{"a":1,"a":2}}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("duplicate field `a` at line 1 column"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_last_field_needs_its_comma() {
         let no_comma = br#"{"item":{"sku":"A","qty":1,"quote_id":1 x]}"#;
         assert!(matches!(
             parse_check_stock(no_comma),
