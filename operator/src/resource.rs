@@ -155,8 +155,14 @@ limits! {
     max_connections ("maxConnections") => var::MAX_CONNECTIONS, 1 ..= 65536;
     /// Most calls answered at once; one more is refused at once with an exception (default 128).
     max_in_flight ("maxInFlight") => var::MAX_IN_FLIGHT, 1 ..= 65536;
-    /// How long a connection may go without a complete request head, in milliseconds (default 10000).
+    /// How long a kept-alive connection may wait for its next request head, in milliseconds (default 10000).
     header_timeout_ms ("headerTimeoutMs") => var::HEADER_TIMEOUT_MS, 1 ..= 600000;
+    /// How long a new connection may take to send its first request head, in milliseconds (default 2000).
+    first_header_timeout_ms ("firstHeaderTimeoutMs") => var::FIRST_HEADER_TIMEOUT_MS, 1 ..= 600000;
+    /// How long a request body may take to arrive once its head is read, in milliseconds (default 500).
+    body_timeout_ms ("bodyTimeoutMs") => var::BODY_TIMEOUT_MS, 1 ..= 600000;
+    /// Most request bodies being read at once, apart from the calls being answered (default 256).
+    max_bodies_reading ("maxBodiesReading") => var::MAX_BODIES_READING, 1 ..= 65536;
     /// Largest request body accepted, in bytes (default 262144).
     max_body_bytes ("maxBodyBytes") => var::MAX_BODY_BYTES, 1 ..= 16777216;
     /// Most cart lines checked in one call; a larger cart is refused (default 1000).
