@@ -3,7 +3,13 @@
 # operator (a separate process, for its RSS) against a direct client doing the same
 # Deployment/Service writes, in the same run.
 #
-#   scripts/bench-operator.sh [N]        (default 1000)
+#   scripts/bench-operator.sh [N] [--steady SECONDS] [--no-direct]     (default N: 1000)
+#     --steady S    after converging, S seconds with nothing changing, and the API
+#                   requests the API server served meanwhile (its apiserver_request_total)
+#     --no-direct   skip the direct client (for a scale run: the ratio is the burst's)
+#
+#   scripts/bench-operator.sh 1000                     the burst against the direct client
+#   scripts/bench-operator.sh 10000 --steady 300 --no-direct    the scale run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CWO_CLUSTER_NAME=bench-$$
@@ -15,4 +21,4 @@ bash scripts/release-build.sh -p commerce-webhook-operator -p e2e --bins
 bash scripts/local-cluster.sh up >/dev/null
 eval "$(bash scripts/local-cluster.sh env)"
 target=$(bash scripts/release-build.sh --print-dir)
-"$target/bench-operator" "${1:-1000}"
+"$target/bench-operator" "${@:-1000}"

@@ -1,5 +1,11 @@
-//! Wiring the reconciler to watches: the resources, what they own, and the Secrets
-//! and ConfigMaps they reference.
+//! Wiring the reconciler to watches: the resources, every kind they own (one
+//! watch per kind of [`ChildKind::ALL`], which fills the reconciler's cache before
+//! it triggers a reconcile), and the Secrets and ConfigMaps they reference.
+//!
+//! Children are watched with the operator's label only, and keep what
+//! [`ChildKind::content`] says: metadata for most kinds (a `PartialObjectMetadata`
+//! watch: whose the object is and its version is all the reconciler reads), the
+//! Deployment's readiness besides.
 //!
 //! Secrets and ConfigMaps are watched as metadata only (`PartialObjectMetadata`):
 //! a change of one is all a watch has to notice, and holding every Secret's data
@@ -9,10 +15,10 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use k8s_openapi::api::networking::v1::Ingress;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{ApiResource, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{ObjectRef, Store, reflector, store::Writer};
@@ -20,7 +26,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use crate::live::ChildWriters;
+use crate::children::{ChildKind, Content};
+use crate::live::{self, ChildWriters};
 use crate::reconciler::{Context, error_policy, reconcile};
 use crate::references::references;
 use crate::resource::CommerceWebhook;
@@ -51,40 +58,49 @@ impl Scope {
             Scope::Namespace(namespace) => Api::namespaced(client.clone(), namespace),
         }
     }
+
+    fn dynamic_api<
+        K: Resource<DynamicType = ApiResource, Scope = kube::core::DynamicResourceScope>,
+    >(
+        &self,
+        client: &Client,
+        resource: &ApiResource,
+    ) -> Api<K> {
+        match self {
+            Scope::Cluster => Api::all_with(client.clone(), resource),
+            Scope::Namespace(namespace) => {
+                Api::namespaced_with(client.clone(), namespace, resource)
+            }
+        }
+    }
 }
 
 /// Runs the controller until `shutdown` completes.
-/// `writers` are the ones `Context::new` returned with `context`: the Deployment and
-/// Service watches fill the reconciler's caches before they trigger it, so a
-/// reconcile never sees a child older than the event that woke it.
+/// `writers` are the ones `Context::new` returned with `context`: each child watch
+/// fills the reconciler's cache of its kind before it triggers it, so a reconcile
+/// never sees a child older than the event that woke it.
 pub async fn run(
     context: Arc<Context>,
-    writers: ChildWriters,
+    mut writers: ChildWriters,
     scope: Scope,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = context.client.clone();
-    let children = watcher::Config::default().labels(CHILD_SELECTOR);
-    let controller = Controller::new(
+    let mut controller = Controller::new(
         scope.api::<CommerceWebhook>(&client),
         watcher::Config::default(),
     )
     .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY));
     let store = controller.store();
-    let deployments = cached_watch(
-        writers.deployments,
-        scope.api::<Deployment>(&client),
-        children.clone(),
-    );
-    let services = cached_watch(
-        writers.services,
-        scope.api::<Service>(&client),
-        children.clone(),
-    );
+    for kind in ChildKind::ALL {
+        let resource = kind.api_resource(&context.defaults.pdb);
+        let Some(writer) = writers.remove(&kind) else {
+            continue;
+        };
+        let watch = child_watch(kind, writer, &scope, &client, &resource);
+        controller = controller.owns_stream_with(watch, resource);
+    }
     controller
-        .owns_stream(deployments)
-        .owns_stream(services)
-        .owns(scope.api::<Ingress>(&client), children)
         .watches_stream(metadata_watch(scope.api::<PartialObjectMeta<Secret>>(&client)), referencing(store.clone()))
         .watches_stream(metadata_watch(scope.api::<PartialObjectMeta<ConfigMap>>(&client)), referencing(store))
         .graceful_shutdown_on(shutdown)
@@ -101,28 +117,58 @@ pub async fn run(
         .await;
 }
 
-/// A watch that keeps `writer`'s cache (without managed fields, which only cost
-/// memory here) and yields every touched object once it is cached.
-fn cached_watch<K>(
-    writer: Writer<K>,
-    api: Api<K>,
-    config: watcher::Config,
-) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let stream = watcher(api, config)
-        .default_backoff()
-        .modify(|object: &mut K| {
-            object.meta_mut().managed_fields = None;
-        });
-    reflector(writer, stream).touched_objects()
+/// The operator's children of one kind, as they change: a watch (metadata only
+/// where [`ChildKind::content`] says so) that keeps `writer`'s cache and yields
+/// every touched object once it is cached.
+pub fn child_watch(
+    kind: ChildKind,
+    writer: Writer<DynamicObject>,
+    scope: &Scope,
+    client: &Client,
+    resource: &ApiResource,
+) -> BoxStream<'static, Result<DynamicObject, watcher::Error>> {
+    let config = watcher::Config::default().labels(CHILD_SELECTOR);
+    let content = kind.content();
+    match content {
+        Content::Metadata => {
+            let api: Api<PartialObjectMeta<DynamicObject>> = scope.dynamic_api(client, resource);
+            let events = watcher(api, config)
+                .default_backoff()
+                .map_ok(|event| map_event(event, live::from_metadata))
+                .modify(move |object| keep_in_place(content, object));
+            reflector(writer, events).touched_objects().boxed()
+        }
+        Content::Readiness => {
+            let api: Api<DynamicObject> = scope.dynamic_api(client, resource);
+            let events = watcher(api, config)
+                .default_backoff()
+                .modify(move |object| keep_in_place(content, object));
+            reflector(writer, events).touched_objects().boxed()
+        }
+    }
+}
+
+fn keep_in_place(content: Content, object: &mut DynamicObject) {
+    let taken = std::mem::replace(
+        object,
+        DynamicObject {
+            types: None,
+            metadata: Default::default(),
+            data: serde_json::Value::Null,
+        },
+    );
+    *object = live::keep(content, taken);
+}
+
+/// A watch event of one object type as one of another.
+fn map_event<A, B>(event: watcher::Event<A>, f: impl Fn(A) -> B) -> watcher::Event<B> {
+    match event {
+        watcher::Event::Apply(object) => watcher::Event::Apply(f(object)),
+        watcher::Event::Delete(object) => watcher::Event::Delete(f(object)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitApply(object) => watcher::Event::InitApply(f(object)),
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
 }
 
 /// The metadata of every object `api` lists, as it changes: an
@@ -201,5 +247,45 @@ mod tests {
             request.uri()
         );
         watching.abort();
+    }
+
+    /// Every child kind is watched, with the operator's label, and as metadata
+    /// only unless its content is needed.
+    #[tokio::test]
+    async fn every_child_kind_is_watched_with_what_it_needs() {
+        let pdb = crate::children::PdbApi::v1beta1();
+        for kind in ChildKind::ALL {
+            let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+            let client = Client::new(service, "default");
+            let resource = kind.api_resource(&pdb);
+            let writer = Writer::new(resource.clone());
+            let scope = Scope::Namespace("shop".into());
+            let mut watch = child_watch(kind, writer, &scope, &client, &resource);
+            let watching = tokio::spawn(async move { watch.next().await.map(drop) });
+            let (request, _respond) = handle.next_request().await.expect("a list request");
+            let uri = request.uri().to_string();
+            assert!(
+                uri.contains(&format!("/namespaces/shop/{}?", resource.plural)),
+                "{kind}: {uri}"
+            );
+            assert!(
+                uri.contains(
+                    "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dcommerce-webhook-operator"
+                ),
+                "{kind}: {uri}"
+            );
+            let accept = request
+                .headers()
+                .get("accept")
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            assert_eq!(
+                accept.contains("as=PartialObjectMetadataList"),
+                kind.content() == Content::Metadata,
+                "{kind}: {accept:?}"
+            );
+            watching.abort();
+        }
     }
 }

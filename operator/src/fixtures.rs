@@ -7,13 +7,15 @@ use std::sync::{Arc, Mutex};
 
 use http::{Method, Request, Response, StatusCode};
 use kube::Client;
+use kube::api::DynamicObject;
 use kube::client::Body;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use crate::children::Defaults;
-use crate::live::ChildWriters;
+use crate::children::{ChildKind, Defaults};
+use crate::live::{self, ChildWriters};
 use crate::metrics::Metrics;
 use crate::reconciler::Context;
 use crate::resource::{CommerceWebhook, CommerceWebhookSpec};
@@ -193,6 +195,45 @@ impl ApiServer {
         objects.by_path.insert(path.to_owned(), object);
     }
 
+    /// Takes an object away, as its owner would.
+    pub fn remove(&self, path: &str) {
+        self.objects
+            .lock()
+            .expect("objects lock")
+            .by_path
+            .remove(path);
+    }
+
+    /// What the operator's watches would see now: every child the server holds
+    /// with the operator's label, put into the caches `writers` fill (as their
+    /// watches keep it).
+    pub fn sync(&self, writers: &mut ChildWriters) {
+        for kind in ChildKind::ALL {
+            let writer = writers.get_mut(&kind).expect("a writer per kind");
+            let labelled = self
+                .object::<DynamicObject>(path::of(kind))
+                .filter(|object| {
+                    object.metadata.labels.as_ref().is_some_and(|labels| {
+                        labels
+                            .get("app.kubernetes.io/managed-by")
+                            .map(String::as_str)
+                            == Some("commerce-webhook-operator")
+                    })
+                });
+            match labelled {
+                Some(object) => {
+                    let kept = live::keep(kind.content(), object);
+                    writer.apply_watcher_event(&watcher::Event::Apply(kept));
+                }
+                None => {
+                    if let Some(gone) = writer.as_reader().state().first() {
+                        writer.apply_watcher_event(&watcher::Event::Delete((**gone).clone()));
+                    }
+                }
+            }
+        }
+    }
+
     pub fn forget_calls(&self) {
         self.calls.lock().expect("calls lock").clear();
     }
@@ -224,8 +265,27 @@ impl Objects {
                 (StatusCode::OK, success)
             }),
             Method::PATCH => {
-                let previous = self.by_path.get(&call.path);
-                let mut object = match (previous, merge) {
+                let previous = self.by_path.get(&call.path).cloned();
+                // The guards of a write, as the API server checks them: a uid
+                // must be the stored object's (immutable) and names an existing
+                // one; a merge patch's resourceVersion must be the stored one.
+                let guard_uid = call.body["metadata"]["uid"].as_str();
+                let guard_version = call.body["metadata"]["resourceVersion"].as_str();
+                match (&previous, guard_uid) {
+                    (None, Some(_)) => return Some(failure(StatusCode::CONFLICT, "Conflict")),
+                    (Some(previous), Some(uid))
+                        if previous["metadata"]["uid"].as_str() != Some(uid) =>
+                    {
+                        return Some(invalid_uid());
+                    }
+                    _ => {}
+                }
+                if let (Some(previous), Some(version), true) = (&previous, guard_version, merge)
+                    && previous["metadata"]["resourceVersion"].as_str() != Some(version)
+                {
+                    return Some(failure(StatusCode::CONFLICT, "Conflict"));
+                }
+                let mut object = match (&previous, merge) {
                     (Some(previous), true) => {
                         let mut merged = previous.clone();
                         merge_patch(&mut merged, &call.body);
@@ -234,7 +294,7 @@ impl Objects {
                     (None, true) => return Some(not_found()),
                     (_, false) => call.body.clone(),
                 };
-                let generation = match previous {
+                let generation = match &previous {
                     Some(previous) if previous["spec"] == object["spec"] => {
                         previous["metadata"]["generation"].as_i64().unwrap_or(1)
                     }
@@ -242,10 +302,35 @@ impl Objects {
                     None => 1,
                 };
                 self.resource_version += 1;
+                let uid = match &previous {
+                    Some(previous) => previous["metadata"]["uid"].clone(),
+                    None => json!(format!("created-{}", self.resource_version)),
+                };
+                object["metadata"]["uid"] = uid;
                 object["metadata"]["generation"] = json!(generation);
                 object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
                 self.by_path.insert(call.path.clone(), object.clone());
                 Some((StatusCode::OK, object))
+            }
+            Method::POST => {
+                let name = call.body["metadata"]["name"].as_str()?;
+                let target = format!("{}/{name}", call.path);
+                if self.by_path.contains_key(&target) {
+                    return Some(failure(StatusCode::CONFLICT, "AlreadyExists"));
+                }
+                self.resource_version += 1;
+                let mut object = call.body.clone();
+                object["metadata"]["uid"] = json!(format!("created-{}", self.resource_version));
+                object["metadata"]["generation"] = json!(1);
+                object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+                // What the API server records of a create: its fields, as an Update.
+                object["metadata"]["managedFields"] = json!([{
+                    "manager": crate::reconciler::FIELD_MANAGER, "operation": "Update",
+                    "apiVersion": object["apiVersion"], "fieldsType": "FieldsV1",
+                    "fieldsV1": {"f:spec": {}},
+                }]);
+                self.by_path.insert(target, object.clone());
+                Some((StatusCode::CREATED, object))
             }
             _ => None,
         }
@@ -273,6 +358,14 @@ pub fn not_found() -> (StatusCode, Value) {
     failure(StatusCode::NOT_FOUND, "NotFound")
 }
 
+/// The API server's answer to a write whose `metadata.uid` is not the object's.
+pub fn invalid_uid() -> (StatusCode, Value) {
+    let (code, mut status) = failure(StatusCode::UNPROCESSABLE_ENTITY, "Invalid");
+    status["details"] = json!({"causes": [{"reason": "FieldValueInvalid",
+        "message": "field is immutable", "field": "metadata.uid"}]});
+    (code, status)
+}
+
 /// A failure Status with this code and reason.
 pub fn failure(code: StatusCode, reason: &str) -> (StatusCode, Value) {
     (
@@ -296,4 +389,21 @@ pub mod path {
         "/apis/integration.commerce.dev/v1alpha1/namespaces/shop/commercewebhooks/hook/status";
     pub const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/shop/events";
     pub const SECRETS: &str = "/api/v1/namespaces/shop/secrets";
+
+    /// Where children of the kind at `path` are created (`POST`).
+    pub fn collection(path: &str) -> String {
+        path.trim_end_matches("/hook").to_owned()
+    }
+
+    /// The path of `hook`'s child of `kind`.
+    pub fn of(kind: crate::children::ChildKind) -> &'static str {
+        use crate::children::ChildKind;
+        match kind {
+            ChildKind::Deployment => DEPLOYMENT,
+            ChildKind::Service => SERVICE,
+            ChildKind::Ingress => INGRESS,
+            ChildKind::HorizontalPodAutoscaler => AUTOSCALER,
+            ChildKind::PodDisruptionBudget => BUDGET,
+        }
+    }
 }

@@ -8,8 +8,8 @@
 //! * [`resource`]: the `CommerceWebhook` custom resource, its CRD, and its URLs.
 //! * [`validation`]: what the schema cannot say, checked once per reconcile and
 //!   reported whole.
-//! * [`references`]: the Secrets and ConfigMaps a resource reads, and the hash of
-//!   their data that rolls the pods.
+//! * [`references`]: the Secrets and ConfigMaps a resource reads, and the
+//!   fingerprint of their versions (never their data) that rolls the pods.
 //! * [`children`]: the Deployment, Service and Ingress built from a valid resource,
 //!   with the pod environment written from the webhook's contract
 //!   (`commerce_webhook::contract`).
@@ -25,6 +25,8 @@
 //!
 //! `main.rs` is the CLI. The end-to-end tests drive these modules directly against
 //! a real API server; the unit tests drive the reconciler against a mocked one.
+
+#![forbid(unsafe_code)]
 
 pub mod children;
 pub mod commerce_config;

@@ -1,78 +1,22 @@
 //! What the operator knows of its children without asking the API server: a cache
-//! of the live Deployments and Services (fed by the same watches that trigger
-//! reconciles), and what it last applied to each. A reconcile whose desired child
-//! is what was last applied, to a child nobody changed since, sends nothing: a burst
-//! of events for one resource then costs one apply, not one per event.
+//! of every child kind (fed by the same watches that trigger reconciles, keeping
+//! what [`ChildKind::content`] says), and what it last applied to each. A reconcile
+//! whose desired child is what was last applied, to a child nobody changed since,
+//! sends nothing: a burst of events for one resource then costs one apply, not one
+//! per event, and a resync of a settled resource costs no request at all.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::Resource;
-use kube::api::DynamicObject;
-use kube::runtime::reflector::{self, Store, store::Writer};
+use kube::api::{ApiResource, DynamicObject};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-/// The kinds of object a `CommerceWebhook` owns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ChildKind {
-    Deployment,
-    Service,
-    Ingress,
-    HorizontalPodAutoscaler,
-    PodDisruptionBudget,
-}
-
-impl ChildKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChildKind::Deployment => "Deployment",
-            ChildKind::Service => "Service",
-            ChildKind::Ingress => "Ingress",
-            ChildKind::HorizontalPodAutoscaler => "HorizontalPodAutoscaler",
-            ChildKind::PodDisruptionBudget => "PodDisruptionBudget",
-        }
-    }
-}
-
-impl std::fmt::Display for ChildKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// An object type the operator creates for a `CommerceWebhook`.
-pub trait Child: Resource + Clone + std::fmt::Debug + Serialize + DeserializeOwned {
-    const KIND: ChildKind;
-}
-
-impl Child for Deployment {
-    const KIND: ChildKind = ChildKind::Deployment;
-}
-
-impl Child for Service {
-    const KIND: ChildKind = ChildKind::Service;
-}
-
-impl Child for Ingress {
-    const KIND: ChildKind = ChildKind::Ingress;
-}
-
-impl Child for HorizontalPodAutoscaler {
-    const KIND: ChildKind = ChildKind::HorizontalPodAutoscaler;
-}
-
-/// The one child written untyped: its API version is the cluster's
-/// (`children::PdbApi`), so it is a `DynamicObject` of that version.
-impl Child for DynamicObject {
-    const KIND: ChildKind = ChildKind::PodDisruptionBudget;
-}
+use crate::children::{ChildKind, Content, PdbApi};
 
 /// One child object.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -110,31 +54,91 @@ impl Version {
     }
 }
 
-/// Read side of the child caches, held by the reconciler.
+/// Read side of the child caches, held by the reconciler: one store per kind,
+/// each holding what that kind's watch keeps.
 pub struct LiveChildren {
-    pub deployments: Store<Deployment>,
-    pub services: Store<Service>,
+    stores: BTreeMap<ChildKind, (ApiResource, Store<DynamicObject>)>,
 }
 
-/// Write side, driven by the controller's watches.
-pub struct ChildWriters {
-    pub deployments: Writer<Deployment>,
-    pub services: Writer<Service>,
+/// Write side, driven by the controller's watches (one writer per kind).
+pub type ChildWriters = BTreeMap<ChildKind, Writer<DynamicObject>>;
+
+/// A store and a writer for every kind in [`ChildKind::ALL`].
+pub fn caches(pdb: &PdbApi) -> (LiveChildren, ChildWriters) {
+    let mut stores = BTreeMap::new();
+    let mut writers = BTreeMap::new();
+    for kind in ChildKind::ALL {
+        let api = kind.api_resource(pdb);
+        let writer = Writer::new(api.clone());
+        stores.insert(kind, (api, writer.as_reader()));
+        writers.insert(kind, writer);
+    }
+    (LiveChildren { stores }, writers)
 }
 
-pub fn caches() -> (LiveChildren, ChildWriters) {
-    let (deployments, deployment_writer) = reflector::store();
-    let (services, service_writer) = reflector::store();
-    (
-        LiveChildren {
-            deployments,
-            services,
-        },
-        ChildWriters {
-            deployments: deployment_writer,
-            services: service_writer,
-        },
-    )
+impl LiveChildren {
+    /// The cached child of `kind` named `name` in `namespace`, if the watch has seen
+    /// one (with our label: an object without it is in no cache).
+    pub fn get(&self, kind: ChildKind, namespace: &str, name: &str) -> Option<Arc<DynamicObject>> {
+        let (api, store) = self.stores.get(&kind)?;
+        store.get(&ObjectRef::new_with(name, api.clone()).within(namespace))
+    }
+}
+
+/// What a watch of `kind` keeps of one object: for [`Content::Metadata`], nothing
+/// but the metadata (the watch asked for no more); for [`Content::Readiness`],
+/// `spec.replicas` and `status`. The field sets of managed fields are dropped
+/// everywhere (they are most of an object's size); who manages fields, and how,
+/// stays (the reconciler looks for a record its create left).
+pub fn keep(content: Content, mut object: DynamicObject) -> DynamicObject {
+    for entry in object.metadata.managed_fields.iter_mut().flatten() {
+        entry.fields_v1 = None;
+    }
+    object.data = match content {
+        Content::Metadata => serde_json::Value::Null,
+        Content::Readiness => {
+            let mut kept = serde_json::json!({});
+            if let Some(replicas) = object.data.pointer("/spec/replicas") {
+                kept["spec"] = serde_json::json!({ "replicas": replicas });
+            }
+            if let Some(status) = object.data.get("status") {
+                kept["status"] = status.clone();
+            }
+            kept
+        }
+    };
+    object
+}
+
+/// A metadata-only watch's object as the untyped object the stores hold.
+pub fn from_metadata(meta: PartialObjectMeta<DynamicObject>) -> DynamicObject {
+    DynamicObject {
+        types: meta.types,
+        metadata: meta.metadata,
+        data: serde_json::Value::Null,
+    }
+}
+
+/// The Deployment as far as its readiness goes, from what a watch kept or an apply
+/// answered: metadata, `spec.replicas` and `status`.
+pub fn readiness(object: &DynamicObject) -> Deployment {
+    let status: Option<DeploymentStatus> = object
+        .data
+        .get("status")
+        .and_then(|status| serde_json::from_value(status.clone()).ok());
+    let replicas = object
+        .data
+        .pointer("/spec/replicas")
+        .and_then(serde_json::Value::as_i64)
+        .and_then(|replicas| i32::try_from(replicas).ok());
+    Deployment {
+        metadata: object.metadata.clone(),
+        spec: Some(DeploymentSpec {
+            replicas,
+            ..DeploymentSpec::default()
+        }),
+        status,
+    }
 }
 
 /// A digest of a desired object.

@@ -1,6 +1,8 @@
 //! `commerce-webhook-operator`: runs the controller (`run`, the default), prints
 //! the CRD (`crd`), or prints the Commerce side of a hook (`commerce-config`).
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;

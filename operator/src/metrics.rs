@@ -82,6 +82,14 @@ impl Metrics {
         self.inner.duration.observe(elapsed.as_secs_f64());
     }
 
+    /// Shows every kind of failure at 0 before it first happens, so a dashboard
+    /// (or an alert on a rate) sees each series from the start.
+    pub fn declare_failure_kinds(&self, kinds: impl IntoIterator<Item = &'static str>) {
+        for kind in kinds {
+            drop(self.inner.failures.get_or_create(&FailureLabels { kind }));
+        }
+    }
+
     /// How many reconciles ran (tests use it to know a resync happened).
     pub fn reconciles(&self) -> u64 {
         self.inner.reconciles.get()
@@ -136,6 +144,7 @@ mod tests {
     #[test]
     fn failures_are_counted_by_kind() {
         let metrics = Metrics::default();
+        metrics.declare_failure_kinds(["apply", "status"]);
         metrics.observe_reconcile(Duration::from_millis(3), None);
         metrics.observe_reconcile(Duration::from_millis(3), Some("apply"));
         let text = metrics.render();
@@ -143,6 +152,10 @@ mod tests {
         assert!(
             text.contains("commerce_webhook_operator_reconcile_failures_total{kind=\"apply\"} 1"),
             "{text}"
+        );
+        assert!(
+            text.contains("commerce_webhook_operator_reconcile_failures_total{kind=\"status\"} 0"),
+            "declared, never failed: {text}"
         );
     }
 }

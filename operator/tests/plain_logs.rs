@@ -55,6 +55,8 @@ fn text_logs_off_a_terminal_have_no_colour_codes() {
             "plain-logs",
             "--metrics-address",
             "127.0.0.1:0",
+            "--webhook-image",
+            "cwo.local/commerce-webhook:0.1.0",
         ])
         .env("KUBECONFIG", &kubeconfig)
         .env("POD_NAME", "plain-logs-test")

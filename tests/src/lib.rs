@@ -4,6 +4,8 @@
 //! namespace, pods made Ready by the kubelet's own probes, and Commerce calls sent
 //! through a Service's ClusterIP as the cluster routes them.
 
+#![forbid(unsafe_code)]
+
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -360,6 +360,179 @@ async fn deleting_the_resource_garbage_collects_its_children() {
     children_gone(&ns, "children garbage-collected").await;
 }
 
+/// Issue 17, item 9: a foreground deletion deletes the children first, then the
+/// resource; meanwhile the operator sees the children go and must not put them
+/// back (each would be a new object the garbage collector has to delete again).
+#[tokio::test]
+#[ignore = "needs a cluster: scripts/test.sh"]
+async fn foreground_deletion_does_not_re_create_children() {
+    let (ns, _operator, original) = deployed("foreground").await;
+    let original_uid = original.metadata.uid.clone().unwrap();
+    // Every Deployment that exists from now on, by uid.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let watch = {
+        use futures::StreamExt;
+        let seen = seen.clone();
+        let events = kube::runtime::watcher(ns.api::<Deployment>(), Default::default());
+        tokio::spawn(async move {
+            events
+                .for_each(|event| {
+                    if let Ok(
+                        kube::runtime::watcher::Event::Apply(d)
+                        | kube::runtime::watcher::Event::InitApply(d),
+                    ) = event
+                    {
+                        seen.lock()
+                            .unwrap()
+                            .insert(d.metadata.uid.unwrap_or_default());
+                    }
+                    std::future::ready(())
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    ns.api::<CommerceWebhook>()
+        .delete("check-stock", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    let cwhs = ns.api::<CommerceWebhook>();
+    wait_for("the resource gone", WAIT, || async {
+        cwhs.get_opt("check-stock")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    children_gone(&ns, "children garbage-collected").await;
+    // Time for a re-created child to show.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    watch.abort();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        std::collections::BTreeSet::from([original_uid]),
+        "a Deployment was re-created during the deletion"
+    );
+}
+
+/// Issue 17, item 8: what the reconciler's guarded writes rely on, asked of the
+/// API server itself: a create fails (409) on an existing object; an apply naming a
+/// uid is refused (422, on metadata.uid) when the object under the name is another
+/// one; and a create's record of fields, once turned into the apply's, lets a later
+/// apply drop a field (without it, the field stays).
+#[tokio::test]
+#[ignore = "needs a cluster: scripts/test.sh"]
+async fn guarded_writes_are_refused_by_the_api_server() {
+    use kube::api::PostParams;
+    let ns = TestNamespace::new("guards").await;
+    let services = ns.api::<Service>();
+    let service = |name: &str, labels: serde_json::Value, uid: Option<&str>| -> Service {
+        let mut object = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"selector": {"app": "ours"}, "ports": [{"port": 80, "protocol": "TCP"}]}});
+        if let Some(uid) = uid {
+            object["metadata"]["uid"] = json!(uid);
+        }
+        serde_json::from_value(object).unwrap()
+    };
+    let manager = "guard-test";
+    let post = PostParams {
+        field_manager: Some(manager.to_owned()),
+        ..PostParams::default()
+    };
+    let apply = PatchParams::apply(manager).force();
+    let two = json!({"a": "1", "b": "2"});
+    let created = services
+        .create(&post, &service("guarded", two.clone(), None))
+        .await
+        .expect("a create of an absent object");
+    let uid = created.metadata.uid.clone().unwrap();
+    let again = services
+        .create(&post, &service("guarded", two.clone(), None))
+        .await
+        .expect_err("a create fails on an existing object");
+    assert!(
+        matches!(&again, kube::Error::Api(s) if s.code == 409),
+        "{again}"
+    );
+
+    let other = services
+        .patch(
+            "guarded",
+            &apply,
+            &Patch::Apply(service(
+                "guarded",
+                two.clone(),
+                Some("00000000-0000-0000-0000-000000000001"),
+            )),
+        )
+        .await
+        .expect_err("an apply naming another uid is refused");
+    match &other {
+        kube::Error::Api(status) => {
+            assert_eq!(status.code, 422, "{other}");
+            assert!(
+                status
+                    .details
+                    .iter()
+                    .flat_map(|d| d.causes.iter())
+                    .any(|c| c.field == "metadata.uid"),
+                "{other}"
+            );
+        }
+        _ => panic!("{other}"),
+    }
+
+    // A created object, applied without label b: b stays (the create's record
+    // still owns it) unless that record was made the apply's first.
+    let one = json!({"a": "1"});
+    let kept = services
+        .patch(
+            "guarded",
+            &apply,
+            &Patch::Apply(service("guarded", one.clone(), Some(&uid))),
+        )
+        .await
+        .expect("an apply naming the object's own uid lands");
+    assert_eq!(kept.labels().get("b").map(String::as_str), Some("2"));
+
+    let adopted = services
+        .create(&post, &service("adopted", two, None))
+        .await
+        .unwrap();
+    let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        ns.client.clone(),
+        &ns.name,
+        &kube::api::ApiResource::erase::<Service>(&()),
+    );
+    let current = raw.get("adopted").await.unwrap();
+    let mut entries = current.metadata.managed_fields.clone().unwrap();
+    assert_eq!(entries[0].operation.as_deref(), Some("Update"));
+    entries[0].operation = Some("Apply".to_owned());
+    raw.patch(
+        "adopted",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {
+            "uid": current.metadata.uid,
+            "resourceVersion": current.metadata.resource_version,
+            "managedFields": entries,
+        }})),
+    )
+    .await
+    .unwrap();
+    let dropped = services
+        .patch(
+            "adopted",
+            &apply,
+            &Patch::Apply(service("adopted", one, adopted.metadata.uid.as_deref())),
+        )
+        .await
+        .unwrap();
+    assert_eq!(dropped.labels().get("b"), None, "{:?}", dropped.labels());
+}
+
 #[tokio::test]
 #[ignore = "needs a cluster: scripts/test.sh"]
 async fn a_missing_secret_is_a_condition_until_it_appears() {

@@ -1,5 +1,7 @@
 //! The `commerce-webhook` binary: arguments, logging, signals.
 
+#![forbid(unsafe_code)]
+
 use std::io::IsTerminal;
 use std::process::ExitCode;
 

@@ -4,7 +4,12 @@
 //! Run through `scripts/bench-operator.sh`.
 //!
 //! Reports: total time to all converged (children applied and status written) for
-//! both, p50/p99 of apply→children per resource, and the operator's peak RSS.
+//! both, p50/p99 of apply→children per resource, the operator's CPU seconds per
+//! resource and peak RSS, and, with `--steady SECONDS`, the API requests the
+//! cluster served in a steady state afterwards (from the API server's own
+//! `apiserver_request_total`, by verb and resource; watches left out).
+//!
+//!   bench-operator N [--steady SECONDS] [--no-direct]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -88,6 +93,12 @@ async fn direct(ns: &TestNamespace, count: usize) -> (Duration, Vec<Duration>) {
 
 struct OperatorRun {
     total: Duration,
+    /// User + system CPU seconds at convergence and at the end.
+    cpu_converged: f64,
+    cpu_end: f64,
+    rss_converged_kib: u64,
+    /// Non-watch requests served during the steady state, by verb and resource.
+    steady: Vec<(String, f64)>,
     latencies: Vec<Duration>,
     /// One at a time on a settled cluster, as a person running `kubectl apply`.
     single_latencies: Vec<Duration>,
@@ -96,7 +107,84 @@ struct OperatorRun {
 
 const SINGLE: usize = 50;
 
-async fn through_operator(ns: &TestNamespace, count: usize) -> OperatorRun {
+/// A process's user + system CPU seconds, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command (which may hold spaces) start after its ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i)?.parse::<f64>().ok())
+        .sum();
+    let per_second = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100.0);
+    ticks / per_second
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// `apiserver_request_total` from the API server's own metrics, summed by
+/// `verb resource[/subresource]`, watches left out.
+async fn api_requests(client: &kube::Client) -> HashMap<String, f64> {
+    let request = http::Request::get("/metrics")
+        .body(Vec::new())
+        .expect("request");
+    let text = client
+        .request_text(request)
+        .await
+        .expect("API server /metrics");
+    let mut totals = HashMap::new();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+    {
+        let Some((labels, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or("")
+                .to_owned()
+        };
+        let verb = label("verb");
+        if verb == "WATCH" || verb == "CONNECT" {
+            continue;
+        }
+        let mut resource = label("resource");
+        let subresource = label("subresource");
+        if !subresource.is_empty() {
+            resource = format!("{resource}/{subresource}");
+        }
+        if resource.is_empty() {
+            resource = "(discovery)".to_owned();
+        }
+        *totals.entry(format!("{verb} {resource}")).or_insert(0.0) +=
+            value.parse::<f64>().unwrap_or(0.0);
+    }
+    totals
+}
+
+async fn through_operator(ns: &TestNamespace, count: usize, steady: Duration) -> OperatorRun {
     let log = std::fs::File::create(std::env::temp_dir().join(format!("{}-operator.log", ns.name)))
         .expect("log");
     let operator = operator_command(&ns.name)
@@ -172,6 +260,14 @@ async fn through_operator(ns: &TestNamespace, count: usize) -> OperatorRun {
     )
     .await;
     let total = converged - started;
+    let cpu_converged = cpu_seconds(pid);
+    let rss_converged_kib = peak_rss_kib(pid);
+    println!(
+        "operator: {count} converged in {:.2} s, {:.1} CPU s, peak RSS {:.1} MiB",
+        total.as_secs_f64(),
+        cpu_converged,
+        rss_converged_kib as f64 / 1024.0
+    );
 
     let mut single_latencies = Vec::with_capacity(SINGLE);
     for i in 0..SINGLE {
@@ -193,15 +289,31 @@ async fn through_operator(ns: &TestNamespace, count: usize) -> OperatorRun {
         single_latencies.push(seen_at.saturating_duration_since(applied));
     }
     single_latencies.sort();
-    let rss_peak_kib = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0);
+
+    let mut steady_requests = Vec::new();
+    if !steady.is_zero() {
+        // Settle: the last events of the burst and of the single applies.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let before = api_requests(&ns.client).await;
+        println!(
+            "steady state: {} s with nothing changing...",
+            steady.as_secs()
+        );
+        tokio::time::sleep(steady).await;
+        let after = api_requests(&ns.client).await;
+        let mut deltas: Vec<(String, f64)> = after
+            .into_iter()
+            .map(|(key, value)| {
+                let delta = value - before.get(&key).copied().unwrap_or(0.0);
+                (key, delta)
+            })
+            .filter(|(_, delta)| *delta > 0.0)
+            .collect();
+        deltas.sort_by(|a, b| b.1.total_cmp(&a.1));
+        steady_requests = deltas;
+    }
+    let cpu_end = cpu_seconds(pid);
+    let rss_peak_kib = peak_rss_kib(pid);
     drop(operator);
     watch.abort();
 
@@ -213,6 +325,10 @@ async fn through_operator(ns: &TestNamespace, count: usize) -> OperatorRun {
     latencies.sort();
     OperatorRun {
         total,
+        cpu_converged,
+        cpu_end,
+        rss_converged_kib,
+        steady: steady_requests,
         latencies,
         single_latencies,
         rss_peak_kib,
@@ -221,35 +337,52 @@ async fn through_operator(ns: &TestNamespace, count: usize) -> OperatorRun {
 
 #[tokio::main]
 async fn main() {
-    let count: usize = std::env::args()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1000);
-    let direct_ns = TestNamespace::new("bench-direct").await;
-    install_crd(&direct_ns.client).await;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let count: usize = args.first().and_then(|n| n.parse().ok()).unwrap_or(1000);
+    let steady = args
+        .iter()
+        .position(|a| a == "--steady")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .map_or(Duration::ZERO, Duration::from_secs);
+    let with_direct = !args.iter().any(|a| a == "--no-direct");
     println!("applying {count} webhooks, {CONCURRENCY} writes in flight");
-    let (direct_total, direct_latencies) = direct(&direct_ns, count).await;
-    println!(
-        "direct client: {count} CommerceWebhooks with Deployment, Service, status and Event in {:.2} s; \
-         write -> children p50 {:.1} ms, p99 {:.1} ms",
-        direct_total.as_secs_f64(),
-        percentile(&direct_latencies, 0.5).as_secs_f64() * 1e3,
-        percentile(&direct_latencies, 0.99).as_secs_f64() * 1e3
-    );
-    // Let the controller-manager finish the ReplicaSets of the direct phase.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut direct_total = None;
+    let mut direct_ns = None;
+    if with_direct {
+        let ns = TestNamespace::new("bench-direct").await;
+        install_crd(&ns.client).await;
+        let (total, latencies) = direct(&ns, count).await;
+        println!(
+            "direct client: {count} CommerceWebhooks with Deployment, Service, status and Event in {:.2} s; \
+             write -> children p50 {:.1} ms, p99 {:.1} ms",
+            total.as_secs_f64(),
+            percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+            percentile(&latencies, 0.99).as_secs_f64() * 1e3
+        );
+        direct_total = Some(total);
+        direct_ns = Some(ns);
+        // Let the controller-manager finish the ReplicaSets of the direct phase.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
 
     let operator_ns = TestNamespace::new("bench-operator").await;
-    let run = through_operator(&operator_ns, count).await;
+    install_crd(&operator_ns.client).await;
+    let run = through_operator(&operator_ns, count, steady).await;
     let (p50, p99) = (
         percentile(&run.latencies, 0.5),
         percentile(&run.latencies, 0.99),
     );
-    println!(
-        "operator: {count} CommerceWebhooks converged in {:.2} s ({:.2}x the direct client)",
-        run.total.as_secs_f64(),
-        run.total.as_secs_f64() / direct_total.as_secs_f64()
-    );
+    match direct_total {
+        Some(direct) => println!(
+            "operator: {count} CommerceWebhooks converged in {:.2} s ({:.2}x the direct client)",
+            run.total.as_secs_f64(),
+            run.total.as_secs_f64() / direct.as_secs_f64()
+        ),
+        None => println!(
+            "operator: {count} CommerceWebhooks converged in {:.2} s",
+            run.total.as_secs_f64()
+        ),
+    }
     println!(
         "apply -> children during the burst: p50 {:.1} ms, p99 {:.1} ms, over {} resources",
         p50.as_secs_f64() * 1e3,
@@ -262,9 +395,27 @@ async fn main() {
         percentile(&run.single_latencies, 0.99).as_secs_f64() * 1e3
     );
     println!(
-        "operator peak RSS: {:.1} MiB",
+        "operator CPU: {:.1} s to converge ({:.2} ms per resource), {:.1} s in all",
+        run.cpu_converged,
+        run.cpu_converged * 1e3 / count as f64,
+        run.cpu_end
+    );
+    println!(
+        "operator peak RSS: {:.1} MiB at convergence, {:.1} MiB in all",
+        run.rss_converged_kib as f64 / 1024.0,
         run.rss_peak_kib as f64 / 1024.0
     );
+    if !steady.is_zero() {
+        let seconds = steady.as_secs_f64();
+        let total: f64 = run.steady.iter().map(|(_, n)| n).sum();
+        println!(
+            "steady state, {seconds:.0} s: {total:.0} non-watch API requests by every client ({:.2}/s):",
+            total / seconds
+        );
+        for (key, n) in &run.steady {
+            println!("  {key}: {n:.0} ({:.3}/s)", n / seconds);
+        }
+    }
     drop(direct_ns);
     drop(operator_ns);
     tokio::time::sleep(Duration::from_millis(500)).await;
