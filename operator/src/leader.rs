@@ -572,13 +572,7 @@ mod tests {
             http::Response<kube::client::Body>,
         >();
         // Nothing ever answers: every call hangs.
-        let lock = LeaseLock::new(
-            Client::new(service, "default"),
-            "ns",
-            "lease",
-            "a",
-            DURATION,
-        );
+        let lock = lock_of_a(service);
         let leadership = lock.leadership();
         assert!(!leadership.is_valid(), "not leading before acquiring");
         lock.leadership
@@ -598,6 +592,22 @@ mod tests {
         );
         assert!(lock.retry_period() < lock.renew_deadline());
         assert!(Leadership::unconditional().is_valid());
+    }
+
+    /// Replica "a"'s lock on `ns/lease`, talking to a mocked API server.
+    fn lock_of_a(
+        service: tower_test::mock::Mock<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >,
+    ) -> LeaseLock {
+        LeaseLock::new(
+            Client::new(service, "default"),
+            "ns",
+            "lease",
+            "a",
+            DURATION,
+        )
     }
 
     /// A mocked API server for the Lease: GETs answer `holder`'s Lease, PUTs are
@@ -636,13 +646,7 @@ mod tests {
             http::Request<kube::client::Body>,
             http::Response<kube::client::Body>,
         >();
-        let lock = LeaseLock::new(
-            Client::new(service, "default"),
-            "ns",
-            "lease",
-            "a",
-            DURATION,
-        );
+        let lock = lock_of_a(service);
         lock.leadership
             .extend(Instant::now() + lock.renew_deadline());
         let leadership = lock.leadership();
