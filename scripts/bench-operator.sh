@@ -10,6 +10,10 @@
 #
 #   scripts/bench-operator.sh 1000                     the burst against the direct client
 #   scripts/bench-operator.sh 10000 --steady 300 --no-direct    the scale run
+#
+# With CWO_AUDIT=1 the API server also writes an audit log, and each phase (both
+# bursts, the steady state) lists its requests by client, verb and resource: which
+# client sent what (its cost to the API server inflates both bursts alike).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CWO_CLUSTER_NAME=bench-$$

@@ -26,6 +26,10 @@
 #   CWO_RUN_DIR           the clusters' private state: certificates, the admin token,
 #                         kubeconfigs, pid files, logs (default: $CWO_CACHE_DIR/run); it
 #                         must be yours and mode 0700, or every command refuses it
+#   CWO_AUDIT             1: the apiserver writes an audit log of every request but watches
+#                         (who, verb, resource; no bodies) to <state>/logs/audit.log; `env`
+#                         then also exports CWO_AUDIT_LOG (the operator benchmark attributes
+#                         requests to clients with it)
 #   KUBEBUILDER_ASSETS    a folder with kube-apiserver and etcd to use instead of the cache
 #   USE_EXISTING_CLUSTER  1: use the cluster $KUBECONFIG points at, untouched
 set -euo pipefail
@@ -580,6 +584,14 @@ cmd_up() {
       --kubelet-client-key "$STATE_DIR/pki/kubelet-client.key"
       --kubelet-preferred-address-types InternalIP)
   fi
+  local audit_flags=()
+  if [ "${CWO_AUDIT:-0}" = 1 ]; then
+    # Metadata only (no request or response bodies, so no Secret values), watches left out.
+    printf '%s\n' 'apiVersion: audit.k8s.io/v1' 'kind: Policy' 'omitStages: [RequestReceived]' \
+      'rules:' '- level: None' '  verbs: [watch]' '- level: Metadata' >"$STATE_DIR/audit-policy.yaml"
+    audit_flags=(--audit-policy-file "$STATE_DIR/audit-policy.yaml"
+      --audit-log-path "$STATE_DIR/logs/audit.log" --audit-log-format json)
+  fi
   start_background apiserver "$APISERVER" \
     --etcd-servers "$etcd_url" --etcd-cafile "$pki/etcd-ca.crt" \
     --etcd-certfile "$pki/apiserver-etcd-client.crt" --etcd-keyfile "$pki/apiserver-etcd-client.key" \
@@ -590,7 +602,7 @@ cmd_up() {
     --service-account-key-file "$STATE_DIR/pki/sa.pub" \
     --service-account-signing-key-file "$STATE_DIR/pki/sa.key" \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
-    --service-cluster-ip-range "$services" --allow-privileged=true "${node_flags[@]}"
+    --service-cluster-ip-range "$services" --allow-privileged=true "${node_flags[@]}" "${audit_flags[@]}"
   local ready=
   for _ in $(seq 1 300); do
     if curl -fsS --cacert "$STATE_DIR/pki/ca.crt" -H "Authorization: Bearer $token" \
@@ -667,6 +679,7 @@ cmd_env() {
   else
     [ -f "$STATE_DIR/kubeconfig" ] || die "no cluster '$CLUSTER_NAME' is up (run: $0 up)"
     echo "export KUBECONFIG=$STATE_DIR/kubeconfig"
+    [ -f "$STATE_DIR/audit-policy.yaml" ] && echo "export CWO_AUDIT_LOG=$STATE_DIR/logs/audit.log"
   fi
   echo "export PATH=$TOOLS_BIN:\$PATH"
 }

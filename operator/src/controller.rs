@@ -86,12 +86,21 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = context.client.clone();
-    let mut controller = Controller::new(
-        scope.api::<CommerceWebhook>(&client),
-        watcher::Config::default(),
+    // The resources' cache, without the field sets of their managed fields: the
+    // reconciler never reads them, and they are most of what a resource costs in
+    // memory (each field a `serde_json::Value` node) at ten thousand resources.
+    let (store, writer) = kube::runtime::reflector::store();
+    let resources = reflector(
+        writer,
+        watcher(
+            scope.api::<CommerceWebhook>(&client),
+            watcher::Config::default(),
+        )
+        .modify(|cwh| cwh.managed_fields_mut().clear()),
     )
-    .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY));
-    let store = controller.store();
+    .applied_objects();
+    let mut controller = Controller::for_stream(resources, store.clone())
+        .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY));
     for kind in ChildKind::ALL {
         let resource = kind.api_resource(&context.defaults.pdb);
         let Some(writer) = writers.remove(&kind) else {

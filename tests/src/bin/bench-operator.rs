@@ -15,14 +15,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use commerce_webhook_operator::children::{self, Defaults};
+use commerce_webhook_operator::children::{self, ChildKind, Defaults};
 use commerce_webhook_operator::resource::{CommerceWebhook, CommerceWebhookSpec};
 use e2e::{KillOnDrop, TestNamespace, install_crd, operator_command, wait_for};
 use futures::{StreamExt, TryStreamExt, stream};
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::ResourceExt;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 
 const CONCURRENCY: usize = 32;
@@ -41,32 +40,51 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[index.min(sorted.len() - 1)]
 }
 
-/// Direct: a tight client making the writes the operator path makes, itself: the
-/// CommerceWebhook, its Deployment and Service, its status and one Event.
-/// Returns the total time and, per resource, the time from its CommerceWebhook
-/// write to its Service write.
+/// Direct: a tight client making the writes the operator makes, itself: the
+/// CommerceWebhook, then each child the operator would create for it (every kind of
+/// [`ChildKind::ALL`] it wants, created as the operator creates them), its status
+/// and one Event. Returns the total time and, per resource, the time from its
+/// CommerceWebhook write to its last child's.
 async fn direct(ns: &TestNamespace, count: usize) -> (Duration, Vec<Duration>) {
     let cwhs = ns.api::<CommerceWebhook>();
-    let deployments = ns.api::<Deployment>();
-    let services = ns.api::<Service>();
     let events = ns.api::<k8s_openapi::api::events::v1::Event>();
     let defaults = Defaults {
         image: e2e::WEBHOOK_IMAGE.to_owned(),
-        pdb: children::PdbApi::v1beta1(),
+        pdb: children::PdbApi::discover(&ns.client)
+            .await
+            .expect("the PodDisruptionBudget API"),
+    };
+    let child_apis: Vec<(ChildKind, Api<DynamicObject>)> = ChildKind::ALL
+        .into_iter()
+        .map(|kind| {
+            let resource = kind.api_resource(&defaults.pdb);
+            (
+                kind,
+                Api::namespaced_with(ns.client.clone(), &ns.name, &resource),
+            )
+        })
+        .collect();
+    let create = PostParams {
+        field_manager: Some("bench-direct".to_owned()),
+        ..PostParams::default()
     };
     let params = PatchParams::apply("bench-direct").force();
+    let audit = Audit::mark();
     let started = Instant::now();
     let mut latencies: Vec<Duration> = stream::iter(0..count)
         .map(|i| {
-            let (cwhs, deployments, services, events, defaults, params) =
-                (&cwhs, &deployments, &services, &events, &defaults, &params);
+            let (cwhs, child_apis, events, defaults, params, create) =
+                (&cwhs, &child_apis, &events, &defaults, &params, &create);
             async move {
                 let name = format!("hook-{i}");
                 let cwh = cwhs.patch(&name, params, &Patch::Apply(&webhook(&name))).await?;
                 let applied = Instant::now();
-                let deployment = children::deployment(&cwh, defaults, "direct");
-                deployments.patch(&name, params, &Patch::Apply(&deployment)).await?;
-                services.patch(&name, params, &Patch::Apply(&children::service(&cwh))).await?;
+                // Concurrently, as the operator writes a resource's children.
+                let writes = child_apis.iter().filter_map(|(kind, api)| {
+                    let child = kind.desired(&cwh, defaults, "direct")?;
+                    Some(async move { api.create(create, &child).await })
+                });
+                futures::future::try_join_all(writes).await?;
                 let latency = applied.elapsed();
                 let status = serde_json::json!({"status": {"observedGeneration": 1, "url": cwh.cluster_url()}});
                 cwhs.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await?;
@@ -87,6 +105,7 @@ async fn direct(ns: &TestNamespace, count: usize) -> (Duration, Vec<Duration>) {
         .try_collect()
         .await
         .expect("direct writes");
+    print_audit("direct client's burst", audit.as_ref(), None);
     latencies.sort();
     (started.elapsed(), latencies)
 }
@@ -184,6 +203,110 @@ async fn api_requests(client: &kube::Client) -> HashMap<String, f64> {
     totals
 }
 
+/// Where the API server's audit log stands (`CWO_AUDIT=1` on the local cluster):
+/// what it logged from here on is attributed by [`Audit::since`].
+struct Audit {
+    path: std::path::PathBuf,
+    offset: u64,
+}
+
+impl Audit {
+    /// `None` unless the cluster writes an audit log.
+    fn mark() -> Option<Audit> {
+        let path = std::path::PathBuf::from(std::env::var_os("CWO_AUDIT_LOG")?);
+        let offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        Some(Audit { path, offset })
+    }
+
+    /// The requests logged since the mark (watches are not logged), counted by
+    /// `client verb resource[/subresource]`, most first, each with the URI of its
+    /// first request; the client is the user agent's program name.
+    fn since(&self) -> Vec<(String, usize, String)> {
+        use std::io::{BufRead, Seek};
+        let mut file = std::fs::File::open(&self.path).expect("audit log");
+        file.seek(std::io::SeekFrom::Start(self.offset))
+            .expect("seek in the audit log");
+        let mut counts: HashMap<String, (usize, String)> = HashMap::new();
+        for line in std::io::BufReader::new(file).lines() {
+            let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line.expect("read")) else {
+                continue;
+            };
+            let text = |pointer: &str| {
+                entry
+                    .pointer(pointer)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+            };
+            let client = text("/userAgent")
+                .split('/')
+                .next()
+                .unwrap_or("")
+                .to_owned();
+            let mut resource = text("/objectRef/resource").to_owned();
+            if resource.is_empty() {
+                resource = "(discovery)".to_owned();
+            }
+            let subresource = text("/objectRef/subresource");
+            if !subresource.is_empty() {
+                resource = format!("{resource}/{subresource}");
+            }
+            counts
+                .entry(format!("{client} {} {resource}", text("/verb")))
+                .or_insert_with(|| (0, text("/requestURI").to_owned()))
+                .0 += 1;
+        }
+        let mut counts: Vec<(String, usize, String)> = counts
+            .into_iter()
+            .map(|(key, (n, uri))| (key, n, uri))
+            .collect();
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        counts
+    }
+}
+
+/// Prints what the audit log attributes to a phase, if the cluster writes one.
+fn print_audit(phase: &str, audit: Option<&Audit>, seconds: Option<f64>) {
+    let Some(audit) = audit else { return };
+    let counts = audit.since();
+    let total: usize = counts.iter().map(|(_, n, _)| n).sum();
+    println!("{phase}: {total} requests in the API server's audit log, by client:");
+    for (key, n, uri) in counts.iter().take(12) {
+        let rate = seconds.map_or(String::new(), |s| format!(" ({:.3}/s)", *n as f64 / s));
+        let uri: String = uri.chars().take(100).collect();
+        println!("  {key}: {n}{rate}, e.g. {uri}");
+    }
+}
+
+type FirstSeen = Arc<Mutex<HashMap<String, Instant>>>;
+
+/// When each object of `api` was first seen by a watch in a state `accept` takes.
+fn first_seen<K>(api: Api<K>, accept: fn(&K) -> bool) -> (FirstSeen, tokio::task::JoinHandle<()>)
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    let seen: FirstSeen = Arc::default();
+    let task = {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            watcher(api, watcher::Config::default())
+                .for_each(|event| {
+                    if let Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object)) =
+                        event
+                        && accept(&object)
+                    {
+                        seen.lock()
+                            .expect("lock")
+                            .entry(object.name_any())
+                            .or_insert_with(Instant::now);
+                    }
+                    std::future::ready(())
+                })
+                .await;
+        })
+    };
+    (seen, task)
+}
+
 async fn through_operator(ns: &TestNamespace, count: usize, steady: Duration) -> OperatorRun {
     let log = std::fs::File::create(std::env::temp_dir().join(format!("{}-operator.log", ns.name)))
         .expect("log");
@@ -198,32 +321,21 @@ async fn through_operator(ns: &TestNamespace, count: usize, steady: Duration) ->
     let operator = KillOnDrop(operator);
     let pid = operator.0.id();
 
-    // When each Service (the last child applied) first appears.
-    let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let watch = {
-        let seen = seen.clone();
-        let services = ns.api::<Service>();
-        tokio::spawn(async move {
-            let events = watcher(services, watcher::Config::default()).boxed();
-            events
-                .for_each(|event| {
-                    if let Ok(watcher::Event::Apply(service) | watcher::Event::InitApply(service)) =
-                        event
-                    {
-                        seen.lock()
-                            .expect("lock")
-                            .entry(service.name_any())
-                            .or_insert_with(Instant::now);
-                    }
-                    std::future::ready(())
-                })
-                .await;
-        })
-    };
+    // When each Service (the last child applied) first appears, and each
+    // CommerceWebhook first has its status: watched, so that waiting costs the API
+    // server nothing but the events (a LIST of every resource each poll would load
+    // it during the operator's burst only).
+    let cwhs = ns.api::<CommerceWebhook>();
+    let (seen, watch) = first_seen(ns.api::<Service>(), |_| true);
+    let (converged_at, watch_status) = first_seen(cwhs.clone(), |cwh: &CommerceWebhook| {
+        cwh.status
+            .as_ref()
+            .is_some_and(|s| s.observed_generation.is_some() && s.url.is_some())
+    });
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    let cwhs = ns.api::<CommerceWebhook>();
     let params = PatchParams::apply("bench-client").force();
+    let audit = Audit::mark();
     let started = Instant::now();
     let applied: Vec<(String, Instant)> = stream::iter(0..count)
         .map(|i| {
@@ -240,26 +352,24 @@ async fn through_operator(ns: &TestNamespace, count: usize, steady: Duration) ->
         .await
         .expect("apply CommerceWebhooks");
 
-    let converged = wait_for(
+    wait_for(
         "all CommerceWebhooks converged",
         Duration::from_secs(600),
         || async {
-            let list = cwhs.list(&ListParams::default()).await.ok()?;
-            let done = list
-                .items
-                .iter()
-                .filter(|c| {
-                    c.status
-                        .as_ref()
-                        .is_some_and(|s| s.observed_generation.is_some() && s.url.is_some())
-                })
-                .count();
             let services = seen.lock().expect("lock").len();
-            (done == count && services == count).then(Instant::now)
+            let statuses = converged_at.lock().expect("lock").len();
+            (statuses >= count && services >= count).then_some(())
         },
     )
     .await;
+    // The last of either, as the watches saw it.
+    let converged = [&seen, &converged_at]
+        .iter()
+        .filter_map(|times| times.lock().expect("lock").values().max().copied())
+        .max()
+        .expect("converged");
     let total = converged - started;
+    print_audit("operator's burst", audit.as_ref(), None);
     let cpu_converged = cpu_seconds(pid);
     let rss_converged_kib = peak_rss_kib(pid);
     println!(
@@ -295,12 +405,14 @@ async fn through_operator(ns: &TestNamespace, count: usize, steady: Duration) ->
         // Settle: the last events of the burst and of the single applies.
         tokio::time::sleep(Duration::from_secs(10)).await;
         let before = api_requests(&ns.client).await;
+        let audit = Audit::mark();
         println!(
             "steady state: {} s with nothing changing...",
             steady.as_secs()
         );
         tokio::time::sleep(steady).await;
         let after = api_requests(&ns.client).await;
+        print_audit("steady state", audit.as_ref(), Some(steady.as_secs_f64()));
         let mut deltas: Vec<(String, f64)> = after
             .into_iter()
             .map(|(key, value)| {
@@ -316,6 +428,7 @@ async fn through_operator(ns: &TestNamespace, count: usize, steady: Duration) ->
     let rss_peak_kib = peak_rss_kib(pid);
     drop(operator);
     watch.abort();
+    watch_status.abort();
 
     let seen = seen.lock().expect("lock");
     let mut latencies: Vec<Duration> = applied
@@ -353,7 +466,7 @@ async fn main() {
         install_crd(&ns.client).await;
         let (total, latencies) = direct(&ns, count).await;
         println!(
-            "direct client: {count} CommerceWebhooks with Deployment, Service, status and Event in {:.2} s; \
+            "direct client: {count} CommerceWebhooks with their children, status and Event in {:.2} s; \
              write -> children p50 {:.1} ms, p99 {:.1} ms",
             total.as_secs_f64(),
             percentile(&latencies, 0.5).as_secs_f64() * 1e3,
