@@ -9,8 +9,10 @@
 #   scripts/profile-webhook.sh [PAYLOAD]     bench/PAYLOAD.lua (default: check-stock,
 #                                            also field-selected, add-to-cart)
 #
-# Builds the release profile with symbols (CARGO_PROFILE_RELEASE_STRIP=none: the same
-# code as the shipped binary, its symbols kept), which rebuilds the release target.
+# Builds the release profile with its symbols kept (CARGO_PROFILE_RELEASE_STRIP=none),
+# with the examples as scripts/bench-webhook.sh builds them (which also turns on the
+# dev-dependencies' features, tokio's test-util among them), and rebuilds the release
+# target to do so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 payload=${1:-check-stock}

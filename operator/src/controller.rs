@@ -38,9 +38,9 @@ const CHILD_SELECTOR: &str = "app.kubernetes.io/managed-by=commerce-webhook-oper
 
 /// Reconciles in flight at once. Unbounded, a burst of resources holds a reconcile
 /// (and its requests and buffers) for each of them and floods the API server;
-/// bounded, they queue here and each one finishes sooner. Most reconciles of a
-/// burst are the quick ones that child events trigger, so the bound is twice the
-/// writes a client would keep in flight (docs/design/operator.md, scale benchmark).
+/// bounded, they queue here and each one finishes sooner. A burst also brings the
+/// quick reconciles its children's events trigger, which take slots too: the bound
+/// leaves room for them (measured in docs/design/operator.md, scale benchmark).
 const RECONCILE_CONCURRENCY: u16 = 64;
 
 /// Which namespaces the operator manages.
