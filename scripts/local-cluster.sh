@@ -39,7 +39,7 @@ umask 077
 
 K8S_VERSION=1.20.2
 # Kubernetes' own build tag for a cluster without the in-tree cloud providers (AWS,
-# Azure, GCE, OpenStack, vSphere: their SDKs are most of what the five components
+# Azure, GCE, OpenStack, vSphere: their SDKs are about a third of what the five components
 # compile). A one-node local cluster has no cloud; the tag is part of the cache's
 # name, so binaries built without it are not reused.
 K8S_BUILD_TAGS=providerless
