@@ -12,9 +12,12 @@
 //! what it passes over is valid UTF-8 too.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 use std::marker::PhantomData;
+
+use arrayvec::ArrayVec;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Number;
@@ -200,38 +203,51 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
-/// The member names of one object, to refuse a repeated one: a list while short
-/// (most objects), a hash set past that (a product's hundred attributes).
+/// The member names of one object, to refuse a repeated one: a short list on the
+/// stack while few (most objects), then a hash set (a product's hundred attributes).
+/// Its hasher, foldhash, is seeded at random for each set, which defeats a body of
+/// names chosen in advance to collide; it claims no more than that, and a body
+/// reaches this reader only after its signature or token is checked.
 #[derive(Default)]
 struct Keys<'de> {
-    list: Vec<Cow<'de, str>>,
-    set: HashSet<Cow<'de, str>, foldhash::fast::RandomState>,
+    list: ArrayVec<Cow<'de, str>, { Keys::LIST_MAX }>,
+    /// Members so far, in the list or the set.
+    len: usize,
+    set: Option<HashMap<Cow<'de, str>, (), foldhash::fast::RandomState>>,
 }
 
 impl<'de> Keys<'de> {
     const LIST_MAX: usize = 8;
+    /// Sized once for a product's attributes rather than grown step by step.
+    const SET_CAPACITY: usize = 128;
 
     fn insert<E: de::Error>(&mut self, key: Cow<'de, str>) -> Result<(), E> {
-        let fresh = if self.set.is_empty() && self.list.len() < Self::LIST_MAX {
-            let fresh = !self.list.contains(&key);
-            if fresh {
-                self.list.push(key.clone());
+        if self.len < Self::LIST_MAX {
+            if self.list.contains(&key) {
+                return Err(duplicate(&key));
             }
-            fresh
+            self.list.push(key);
         } else {
-            if self.set.is_empty() {
-                // Past a few members, an object is likely a product's attributes:
-                // sized once for them rather than grown step by step.
-                self.set.reserve(64);
-                self.set.extend(self.list.drain(..));
-            }
-            self.set.insert(key.clone())
-        };
-        if fresh { Ok(()) } else { Err(duplicate(&key)) }
+            let list = &mut self.list;
+            let set = self.set.get_or_insert_with(|| {
+                let mut set = HashMap::with_capacity_and_hasher(
+                    Self::SET_CAPACITY,
+                    foldhash::fast::RandomState::default(),
+                );
+                set.extend(list.drain(..).map(|seen| (seen, ())));
+                set
+            });
+            match set.entry(key) {
+                Entry::Occupied(seen) => return Err(duplicate(seen.key())),
+                Entry::Vacant(slot) => slot.insert(()),
+            };
+        }
+        self.len += 1;
+        Ok(())
     }
 
     fn len(&self) -> usize {
-        self.list.len() + self.set.len()
+        self.len
     }
 }
 
@@ -458,5 +474,81 @@ impl fmt::Display for Node<'_> {
         } else {
             f.write_str(&text)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How a name is written in the body.
+    type Spelling = fn(&str) -> String;
+
+    /// An object of `count` distinct names (`k0`, `k1`, ...), the name at `again`
+    /// repeated at the end in the spelling given.
+    fn object(count: usize, again: Option<(usize, Spelling)>) -> String {
+        let mut members: Vec<String> = (0..count).map(|i| format!(r#""k{i}":{i}"#)).collect();
+        if let Some((at, spell)) = again {
+            members.push(format!(r#""{}":"again""#, spell(&format!("k{at}"))));
+        }
+        format!("{{{}}}", members.join(","))
+    }
+
+    fn plain(name: &str) -> String {
+        name.to_owned()
+    }
+
+    /// The same name with its first letter escaped, which serde_json unescapes
+    /// into an owned string.
+    fn escaped(name: &str) -> String {
+        format!("\\u{:04x}{}", u32::from(name.as_bytes()[0]), &name[1..])
+    }
+
+    #[test]
+    fn a_repeated_member_is_refused_in_objects_of_any_size_and_spelling() {
+        for count in [1, 2, 7, 8, 9, 10, 16, Keys::SET_CAPACITY + 1, 300] {
+            for at in [0, count / 2, count - 1] {
+                for spell in [plain as Spelling, escaped] {
+                    for body in [
+                        // Passed over, under a model object and at the top level.
+                        format!(
+                            r#"{{"item":{{"sku":"A","x":{}}}}}"#,
+                            object(count, Some((at, spell)))
+                        ),
+                        format!(r#"{{"data":{}}}"#, object(count, Some((at, spell)))),
+                    ] {
+                        let error = read_body(body.as_bytes())
+                            .err()
+                            .unwrap_or_else(|| panic!("{count} members, k{at} again: read"));
+                        assert!(
+                            error.0.contains(&format!("duplicate field `k{at}`")),
+                            "{}",
+                            error.0
+                        );
+                    }
+                }
+            }
+            for body in [
+                format!(r#"{{"item":{{"sku":"A","x":{}}}}}"#, object(count, None)),
+                format!(r#"{{"data":{}}}"#, object(count, None)),
+            ] {
+                assert!(
+                    read_body(body.as_bytes()).is_ok(),
+                    "{count} distinct members"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn members_are_counted_past_the_short_list() {
+        let body = format!(r#"{{"data":{}}}"#, object(Keys::SET_CAPACITY + 5, None));
+        let Ok(Shape::Object(top)) = read_body(body.as_bytes()) else {
+            panic!("not read");
+        };
+        let Some(Shape::Object(data)) = top.data else {
+            panic!("no data");
+        };
+        assert_eq!(data.members, Keys::SET_CAPACITY + 5);
     }
 }
