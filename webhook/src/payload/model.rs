@@ -211,7 +211,8 @@ impl<'de> Deserialize<'de> for Key<'de> {
 #[derive(Default)]
 struct Keys<'de> {
     list: ArrayVec<Cow<'de, str>, { Keys::LIST_MAX }>,
-    /// Members so far, in the list or the set.
+    /// Members so far, in the list or the set: one comparison tells which of the
+    /// two a name goes to.
     len: usize,
     set: Option<HashMap<Cow<'de, str>, (), foldhash::fast::RandomState>>,
 }
