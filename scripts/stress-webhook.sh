@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# Abuses the release webhook on loopback and checks that it holds up: while 500
-# connections send their request head slowly and 50 clients upload 1 MiB bodies in
-# 1-byte chunks (each re-opened as soon as the server closes it; a Python client in
-# its own process), wrk makes ordinary calls on 4 connections, each waiting 5 ms
-# between calls (bench/check-stock-paced.lua). Reports the webhook's peak RSS and
-# the ordinary calls' latencies.
+# Abuses the release webhook (or WEBHOOK_BIN, e.g. an older build to compare) on
+# loopback and checks that it holds up: while 500 connections send their request
+# head slowly and 50 clients upload 1 MiB bodies in 1-byte chunks (each re-opened as
+# soon as the server closes it; a Python client in its own process), wrk makes
+# ordinary calls on 4 connections, each waiting 5 ms between calls
+# (bench/check-stock-paced.lua). Reports the webhook's peak RSS and the ordinary
+# calls' latencies.
 #
 #   scripts/stress-webhook.sh [SECONDS]      (default 15; loopback only, bounded)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-15}
 port=18095
-bash scripts/release-build.sh -p commerce-webhook --bins
-target=$(bash scripts/release-build.sh --print-dir)
-PORT=$port LOG_LEVEL=error "$target/commerce-webhook" --bind-address 127.0.0.1 >/dev/null 2>&1 &
+if [ -z "${WEBHOOK_BIN:-}" ]; then
+  bash scripts/release-build.sh -p commerce-webhook --bins
+  WEBHOOK_BIN="$(bash scripts/release-build.sh --print-dir)/commerce-webhook"
+fi
+PORT=$port LOG_LEVEL=error "$WEBHOOK_BIN" --bind-address 127.0.0.1 >/dev/null 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT INT TERM
 for _ in $(seq 1 100); do curl -fs -o /dev/null "http://127.0.0.1:$port/healthz" && break; sleep 0.1; done
